@@ -1,0 +1,49 @@
+#!/usr/bin/env bun
+import { defineCommand, renderUsage, runCommand, showUsage } from "citty";
+import pkg from "../package.json" with { type: "json" };
+import { reportError } from "./core/report.ts";
+
+export const main = defineCommand({
+  meta: {
+    name: "flash-live",
+    version: pkg.version,
+    description: "Re-flash a running Linux board with a new disk image and bring it back configured.",
+  },
+  subCommands: {
+    flash: () => import("./commands/flash.ts").then((m) => m.default),
+    check: () => import("./commands/check.ts").then((m) => m.default),
+    config: () => import("./commands/config.ts").then((m) => m.default),
+    customize: () => import("./commands/customize.ts").then((m) => m.default),
+  },
+});
+
+/** citty's runMain exits 1 on everything and prints stacks; usage errors exit 2 here, user errors print a hint. */
+async function run(rawArgs: string[]): Promise<number> {
+  try {
+    if (rawArgs.length === 1 && (rawArgs[0] === "--version" || rawArgs[0] === "-v")) {
+      console.log(pkg.version);
+      return 0;
+    }
+    if (rawArgs.includes("--help") || rawArgs.includes("-h") || rawArgs.length === 0) {
+      const { resolveSubCommand } = await import("./core/_citty.ts");
+      const [cmd, parent] = await resolveSubCommand(main, rawArgs);
+      await showUsage(cmd, parent);
+      return rawArgs.length === 0 ? 2 : 0;
+    }
+    await runCommand(main, { rawArgs });
+    return 0;
+  } catch (error) {
+    if (error instanceof Error && error.name === "CLIError") {
+      const { resolveSubCommand } = await import("./core/_citty.ts");
+      const [cmd, parent] = await resolveSubCommand(main, rawArgs);
+      console.error(await renderUsage(cmd, parent));
+      console.error(`\n${error.message}`);
+      return 2;
+    }
+    return reportError(error);
+  }
+}
+
+if (import.meta.main) {
+  process.exitCode = await run(process.argv.slice(2));
+}

@@ -1,0 +1,255 @@
+#!/bin/sh
+# flash-live's helper: the only code that writes the board's disk. It runs as root under the static
+# busybox that flash-live copied into its work directory on tmpfs, and calls nothing else by PATH:
+# once the write starts, every page read from the old root can be garbage (FIELD-NOTES §1, §2).
+#
+#   busybox sh flash.sh check-source WORK CODEC FILE
+#       prints the sha256 of FILE and the md5/size of its decompressed content (ramfs staging proof).
+#   busybox sh flash.sh run    WORK [options]   the flash, in this session (stream mode reads stdin)
+#   busybox sh flash.sh detach WORK [options]   the flash in a new session that survives the SSH
+#                                               connection; this one follows its log
+# options:
+#   --disk DEV --codec xz|gz|bz2|lzo|raw --source FILE|- --size BYTES
+#   --stop-units FILE   systemd units to stop, one per line
+#   --ro MOUNTPOINT     remount read-only before the write (repeatable; vfat cannot be frozen)
+#   --freeze MOUNTPOINT freeze with FIFREEZE before the write (repeatable; "/" last)
+#   --patch FILE        sector patch index: "disk_offset length data_offset" lines; data in FILE.bin
+#   --verify FILE       ranges to read back: "offset length md5" lines
+#   --no-reboot         test hook: stop before the reboot (only used by unit tests of this script)
+#   --on-fail reboot|halt  what to do when verification still fails (default reboot)
+#
+# Output: lines starting with "@" are for flash-live (phase, progress, verify, error, exit);
+# everything else is for humans. Values reach this script only as arguments and files.
+set -u
+
+cmd=${1:-}
+WORK=${2:-}
+if [ -z "$cmd" ] || [ ! -d "$WORK" ]; then echo "@error usage: flash.sh check-source|run|detach WORK ..."; exit 2; fi
+shift 2
+BB="$WORK/busybox"
+[ -x "$BB" ] || { echo "@error $BB is missing"; exit 2; }
+
+say() { echo "$*"; }
+at() { echo "@$*"; }
+
+decompressor() {
+  case "$1" in
+    xz) echo "$BB xzcat" ;;
+    gz) echo "$BB zcat" ;;
+    bz2) echo "$BB bzcat" ;;
+    lzo) echo "$BB lzop -dc" ;;
+    raw) echo "$BB cat" ;;
+    *) return 1 ;;
+  esac
+}
+
+if [ "$cmd" = check-source ]; then
+  codec=$1 file=$2
+  dec=$(decompressor "$codec") || { at "error unknown codec $codec"; exit 2; }
+  at "source_sha256 $("$BB" sha256sum "$file" | "$BB" awk '{print $1}')"
+  # md5 and size of the decompressed bytes in one read.
+  fifo="$WORK/check.fifo"
+  "$BB" rm -f "$fifo" "$WORK/check.rc"
+  "$BB" mkfifo "$fifo"
+  "$BB" wc -c < "$fifo" > "$WORK/check.size" &
+  # $dec is one of the fixed command lines from decompressor().
+  # shellcheck disable=SC2086
+  md5=$( { $dec < "$file"; echo $? > "$WORK/check.rc"; } | "$BB" tee "$fifo" | "$BB" md5sum | "$BB" awk '{print $1}')
+  wait
+  rc=$("$BB" cat "$WORK/check.rc")
+  size=$("$BB" cat "$WORK/check.size")
+  "$BB" rm -f "$fifo" "$WORK/check.rc" "$WORK/check.size"
+  [ "$rc" = 0 ] || { at "error decompressing the staged copy failed (exit $rc): the copy or the image is damaged"; exit 1; }
+  at "raw_md5 $md5"
+  at "raw_size $size"
+  exit 0
+fi
+
+DISK="" CODEC=raw SOURCE="-" SIZE="" UNITS="" PATCH="" VERIFY="" REBOOT=1 ONFAIL=reboot
+RO_LIST="" FREEZE_LIST=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --disk) DISK=$2; shift ;;
+    --codec) CODEC=$2; shift ;;
+    --source) SOURCE=$2; shift ;;
+    --size) SIZE=$2; shift ;;
+    --stop-units) UNITS=$2; shift ;;
+    --ro) RO_LIST="$RO_LIST
+$2"; shift ;;
+    --freeze) FREEZE_LIST="$FREEZE_LIST
+$2"; shift ;;
+    --patch) PATCH=$2; shift ;;
+    --verify) VERIFY=$2; shift ;;
+    --no-reboot) REBOOT=0 ;;
+    --on-fail) ONFAIL=$2; shift ;;
+    *) at "error unknown option $1"; exit 2 ;;
+  esac
+  shift
+done
+[ -b "$DISK" ] || { at "error $DISK is not a block device"; exit 2; }
+case "$SIZE" in '' | *[!0-9]*) at "error --size must be a byte count"; exit 2 ;; esac
+DEC=$(decompressor "$CODEC") || { at "error unknown codec $CODEC"; exit 2; }
+
+if [ "$cmd" = detach ]; then
+  # Re-run ourselves in a new session (survives the SSH connection and its SIGHUP), log to tmpfs,
+  # and follow the log here so the developer sees progress over this session, opened before the
+  # freeze (new SSH logins hang on a frozen root: FIELD-NOTES §2).
+  LOG="$WORK/flash.log"
+  : > "$LOG"
+  "$BB" setsid "$BB" sh "$0" run "$WORK" "$@" > "$LOG" 2>&1 < /dev/null &
+  exec "$BB" tail -n +1 -f "$LOG"
+fi
+[ "$cmd" = run ] || { at "error unknown command $cmd"; exit 2; }
+# Defence in depth for the test harness (src/core/safety.ts): a work directory staged by a harness
+# run carries this marker, and then only a QEMU test board may be written.
+if [ -e "$WORK/harness" ] && [ ! -e /etc/flash-live-test-board ]; then
+  at "error this work directory was staged by the test harness but this machine is not a test board"
+  exit 3
+fi
+
+disk_name=${DISK##*/}
+committed=0
+
+finish() {
+  rc=$?
+  if [ "$committed" = 1 ] && [ "$REBOOT" = 1 ]; then
+    # The old root is frozen and partly overwritten: there is nothing to go back to. Reboot at
+    # once, without sync (old dirty pages would land in the new image); everything meant to
+    # survive was flushed to the device already.
+    at "reboot"
+    "$BB" sleep 1
+    echo b > /proc/sysrq-trigger
+  fi
+  at "exit $rc"
+}
+trap finish EXIT
+trap 'exit 130' INT TERM HUP
+
+partitions() {
+  for p in /sys/block/"$disk_name"/"$disk_name"*; do
+    [ -e "$p/partition" ] && echo "${p##*/}"
+  done
+}
+
+# ---- quiesce: everything here may still use the old root ---------------------------------------
+at "phase quiesce"
+if [ -n "$UNITS" ] && [ -s "$UNITS" ]; then
+  while IFS= read -r unit; do
+    [ -n "$unit" ] || continue
+    say "stopping $unit"
+    "$BB" timeout 90 systemctl stop "$unit" || say "warning: could not stop $unit"
+  done < "$UNITS"
+fi
+if [ -d /run/systemd/system ]; then
+  # udev watches block devices and, after the write, touches the old root, whose ext4 error handler
+  # then writes the OLD superblock over the new image (FIELD-NOTES §2).
+  "$BB" timeout 60 systemctl stop systemd-udevd-control.socket systemd-udevd-kernel.socket systemd-udevd.service 2>/dev/null
+  "$BB" timeout 30 journalctl --relinquish-var 2>/dev/null
+fi
+# Swap on the target disk would be written to during the write, and tmpfs pages (the staged image)
+# may sit in it: bring everything back into RAM now.
+"$BB" awk 'NR > 1 && $1 !~ /zram/ {print $1}' /proc/swaps | while IFS= read -r sw; do
+  "$BB" swapoff "$sw" || { at "error could not turn off swap $sw (not enough RAM?)"; exit 1; }
+done || exit 1
+echo 1 > /proc/sys/kernel/sysrq 2>/dev/null
+"$BB" sync
+echo "$RO_LIST" | while IFS= read -r mp; do
+  [ -n "$mp" ] || continue
+  "$BB" mount -o remount,ro "$mp" 2>/dev/null || say "warning: could not remount $mp read-only"
+done
+"$BB" sync
+
+# ---- point of no return --------------------------------------------------------------------------
+at "phase write"
+committed=1
+echo "$FREEZE_LIST" | while IFS= read -r mp; do
+  [ -n "$mp" ] || continue
+  "$BB" fsfreeze --freeze "$mp" 2>/dev/null || echo "warning: could not freeze $mp"
+done
+for p in $(partitions); do
+  "$BB" blockdev --setro "/dev/$p" 2>/dev/null
+done
+
+exec 3<&0
+"$BB" rm -f "$WORK/dec.rc" "$WORK/dd.err"
+# $DEC is one of the fixed command lines from decompressor().
+# shellcheck disable=SC2086
+{ if [ "$SOURCE" = - ]; then $DEC <&3; else $DEC < "$SOURCE"; fi; echo $? > "$WORK/dec.rc"; } |
+  "$BB" dd of="$DISK" bs=4M conv=fsync 2> "$WORK/dd.err" &
+ddpid=$!
+exec 3<&-
+last=-1
+while [ -d "/proc/$ddpid" ]; do
+  pos=$("$BB" awk '/^pos:/ {print $2}' "/proc/$ddpid/fdinfo/1" 2>/dev/null)
+  if [ -n "$pos" ] && [ "$pos" != "$last" ]; then at "progress $pos $SIZE"; last=$pos; fi
+  "$BB" sleep 1
+done
+wait "$ddpid"
+ddrc=$?
+decrc=$("$BB" cat "$WORK/dec.rc" 2>/dev/null || echo missing)
+written=$("$BB" awk '/bytes/ {print $1; exit}' "$WORK/dd.err")
+at "progress ${written:-0} $SIZE"
+if [ "$ddrc" != 0 ] || [ "$decrc" != 0 ] || [ "${written:-0}" != "$SIZE" ]; then
+  at "error write incomplete: dd exit $ddrc, decompressor exit $decrc, $written of $SIZE bytes written"
+  say "$("$BB" cat "$WORK/dd.err")"
+  exit 1
+fi
+
+apply_extents() { # INDEX DATA: write "disk_offset length data_offset" extents
+  while read -r off len doff; do
+    [ -n "$off" ] || continue
+    "$BB" dd if="$2" of="$DISK" bs=64k iflag=skip_bytes,count_bytes oflag=seek_bytes \
+      skip="$doff" seek="$off" count="$len" conv=notrunc,fsync 2>/dev/null || return 1
+  done < "$1"
+}
+if [ -n "$PATCH" ]; then
+  at "phase customize"
+  apply_extents "$PATCH" "$PATCH.bin" || { at "error writing the customization sectors failed"; exit 1; }
+fi
+"$BB" blockdev --flushbufs "$DISK"
+# Read-back must come from the device, not the page cache: flushbufs invalidates the disk's cache,
+# drop_caches the rest.
+echo 3 > /proc/sys/vm/drop_caches 2>/dev/null
+
+verify_all() { # prints the bad ranges, one per line
+  while read -r off len want; do
+    [ -n "$off" ] || continue
+    got=$("$BB" dd if="$DISK" bs=1M iflag=skip_bytes,count_bytes skip="$off" count="$len" 2>/dev/null |
+      "$BB" md5sum | "$BB" awk '{print $1}')
+    if [ "$got" != "$want" ]; then echo "$off $len $want"; fi
+  done < "$1"
+}
+verify_result=skipped
+if [ -n "$VERIFY" ]; then
+  at "phase verify"
+  [ -x "$WORK/fault.sh" ] && "$BB" sh "$WORK/fault.sh" "$DISK"   # test-only hook, see src/core/safety.ts
+  bad=$(verify_all "$VERIFY")
+  if [ -n "$bad" ] && [ "$SOURCE" != - ]; then
+    at "verify-mismatch $(echo "$bad" | "$BB" awk '{printf "%s+%s ", $1, $2}')"
+    echo "$bad" | while read -r off len _; do
+      # shellcheck disable=SC2086
+      $DEC < "$SOURCE" | "$BB" dd of="$DISK" bs=1M iflag=skip_bytes,count_bytes,fullblock oflag=seek_bytes \
+        skip="$off" seek="$off" count="$len" conv=notrunc,fsync 2>/dev/null
+    done
+    [ -n "$PATCH" ] && apply_extents "$PATCH" "$PATCH.bin"
+    "$BB" blockdev --flushbufs "$DISK"
+    at "repaired"
+    bad=$(verify_all "$VERIFY")
+  fi
+  if [ -n "$bad" ]; then
+    verify_result=failed
+    at "verify-failed $(echo "$bad" | "$BB" awk '{printf "%s+%s ", $1, $2}')"
+    echo "flash-live: VERIFICATION FAILED: the disk does not hold the image. Bad ranges: $bad" > /dev/console 2>/dev/null
+  else
+    verify_result=ok
+    at "verify-ok"
+  fi
+fi
+
+if [ "$verify_result" = failed ] && [ "$ONFAIL" = halt ]; then
+  at "halting: the board stays off so the disk can be inspected or re-flashed"
+  committed=0
+  echo o > /proc/sysrq-trigger
+fi
+at "phase done"
+exit 0

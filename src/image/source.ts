@@ -1,0 +1,175 @@
+import { spawn } from "node:child_process";
+import { createReadStream } from "node:fs";
+import { open, stat } from "node:fs/promises";
+import { PassThrough, Readable } from "node:stream";
+import zlib from "node:zlib";
+import { UserError } from "../errors.ts";
+import { xzUncompressedSize } from "./xz-index.ts";
+
+/**
+ * Image sources (STYLE.md "Streams compose"): the format is chosen by magic bytes, never by the file
+ * name, and decompression is a wrapper around the file stream.
+ */
+export type ImageFormat = "raw" | "gzip" | "xz" | "zstd" | "bzip2";
+
+export interface ImageInfo {
+  path: string;
+  format: ImageFormat;
+  /** Size of the file as stored. */
+  fileSize: number;
+  /** Decompressed size when it is known without reading everything (raw, xz index); else undefined. */
+  rawSizeHint?: number;
+}
+
+const MAGIC: [ImageFormat, number[]][] = [
+  ["xz", [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]],
+  ["gzip", [0x1f, 0x8b]],
+  ["zstd", [0x28, 0xb5, 0x2f, 0xfd]],
+  ["bzip2", [0x42, 0x5a, 0x68]],
+];
+
+export function detectFormat(head: Uint8Array): ImageFormat {
+  for (const [format, magic] of MAGIC) {
+    if (magic.every((b, i) => head[i] === b)) return format;
+  }
+  return "raw";
+}
+
+export async function openImage(path: string): Promise<ImageInfo> {
+  let st;
+  try {
+    st = await stat(path);
+  } catch (e: any) {
+    if (e?.code === "ENOENT") throw new UserError(`Image not found: ${path}`, "Check the path; flash-live takes .img, .img.gz, .img.xz, .img.zst or .img.bz2 files.");
+    if (e?.code === "EACCES") throw new UserError(`Image not readable: ${path} (permission denied)`, "Make it readable by this user, or run with the right permissions.");
+    throw e;
+  }
+  if (!st.isFile()) throw new UserError(`Not a file: ${path}`, "Pass a disk image file (.img, .img.xz, ...).");
+  if (st.size === 0) throw new UserError(`The image is empty: ${path}`);
+  const fh = await open(path, "r");
+  try {
+    const head = new Uint8Array(8);
+    await fh.read(head, 0, 8, 0);
+    const format = detectFormat(head);
+    const info: ImageInfo = { path, format, fileSize: st.size };
+    if (format === "raw") {
+      if (st.size % 512 !== 0) {
+        throw new UserError(
+          `${path} is not a disk image: its size (${st.size} bytes) is not a multiple of 512 and it is not gzip, xz, zstd or bzip2 compressed.`,
+          "Pass the .img file (or its .gz/.xz/.zst/.bz2 archive) as downloaded.",
+        );
+      }
+      info.rawSizeHint = st.size;
+    } else if (format === "xz") {
+      // The xz index at the end of the file gives the size, and a missing index is a truncated file:
+      // caught here in milliseconds instead of after a long decompression.
+      info.rawSizeHint = await xzUncompressedSize(fh, st.size, path);
+    }
+    return info;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Which external decompressor to prefer when it exists (faster than the JS/wasm paths, other core). */
+const EXTERNAL: Partial<Record<ImageFormat, string[]>> = {
+  xz: ["xz", "-dc", "-T0"],
+  zstd: ["zstd", "-dc"],
+  bzip2: ["bzip2", "-dc"],
+};
+
+function which(cmd: string): boolean {
+  return Bun.which(cmd) !== null;
+}
+
+/**
+ * The decompressed bytes of an image as a Node stream. Errors (truncated or corrupt input) surface as
+ * a stream 'error' with a UserError naming the file.
+ */
+export function rawStream(info: ImageInfo): Readable {
+  const inner = rawStreamInner(info);
+  const out = new PassThrough({ highWaterMark: 4 << 20 });
+  inner.on("error", (e) =>
+    out.destroy(e instanceof UserError ? e : new UserError(`${info.path} is damaged: ${e.message}`, "Download the image again (and check its published checksum).")),
+  );
+  out.on("close", () => inner.destroy());
+  inner.pipe(out);
+  return out;
+}
+
+function rawStreamInner(info: ImageInfo): Readable {
+  const file = () => createReadStream(info.path, { highWaterMark: 4 << 20 });
+  const fail = (out: Readable, why: string) =>
+    out.destroy(new UserError(`${info.path} is damaged: ${why}`, "Download the image again (and check its published checksum)."));
+  switch (info.format) {
+    case "raw":
+      return file();
+    case "gzip":
+    case "zstd":
+    case "bzip2":
+    case "xz": {
+      const ext = EXTERNAL[info.format];
+      if (ext && which(ext[0])) {
+        const child = spawn(ext[0], ext.slice(1), { stdio: ["pipe", "pipe", "pipe"] });
+        const src = file();
+        src.pipe(child.stdin!);
+        child.stdin!.on("error", () => {});
+        let stderr = "";
+        child.stderr!.on("data", (d) => (stderr += d));
+        const out = child.stdout!;
+        child.on("close", (code) => {
+          if (code !== 0) fail(out, stderr.trim() || `${ext[0]} exited with ${code}`);
+        });
+        // When the consumer stops early (prefix reads), stop the decompressor too.
+        out.on("close", () => {
+          src.destroy();
+          child.kill();
+        });
+        return out;
+      }
+      if (info.format === "gzip" || info.format === "zstd") {
+        const z = info.format === "gzip" ? zlib.createGunzip({ chunkSize: 1 << 20 }) : zlib.createZstdDecompress({ chunkSize: 1 << 20 });
+        const src = file();
+        src.pipe(z);
+        z.on("close", () => src.destroy());
+        return z;
+      }
+      if (info.format === "xz") {
+        const { XzReadableStream } = require("xz-decompress") as typeof import("xz-decompress");
+        const web = new XzReadableStream(Readable.toWeb(file()) as ReadableStream<Uint8Array>);
+        const out = Readable.fromWeb(web as any, { highWaterMark: 4 << 20 });
+        return out;
+      }
+      throw new UserError(`${info.path} is bzip2-compressed and bzip2 is not installed here.`, "Install bzip2 (apt-get install bzip2) or decompress the image first.");
+    }
+  }
+}
+
+/** The first n decompressed bytes (fewer if the image is shorter). */
+export async function readRawPrefix(info: ImageInfo, n: number): Promise<Uint8Array> {
+  const out = new Uint8Array(n);
+  let got = 0;
+  const s = rawStream(info);
+  try {
+    for await (const chunk of s as AsyncIterable<Buffer>) {
+      const take = Math.min(chunk.length, n - got);
+      out.set(chunk.subarray(0, take), got);
+      got += take;
+      if (got >= n) break;
+    }
+  } finally {
+    s.destroy();
+  }
+  return got === n ? out : out.subarray(0, got);
+}
+
+export function formatBytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(v >= 100 ? 0 : 1)} ${units[i]}`;
+}

@@ -1,0 +1,426 @@
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { PassThrough, type Readable, Transform } from "node:stream";
+import zlib from "node:zlib";
+import { consola } from "consola";
+import flashScript from "../helpers/flash.sh" with { type: "text" };
+import { busyboxFor } from "../assets/busybox.ts";
+import type { FlashMode } from "../config/schema.ts";
+import type { FlashContext } from "../core/context.ts";
+import { gatherFacts, type TargetFacts } from "../core/facts.ts";
+import type { FlashHookable } from "../core/hooks.ts";
+import { type Plan, planFlash } from "../core/plan.ts";
+import { createProgress, fmtDuration } from "../core/progress.ts";
+import { faultScript, isHarness } from "../core/safety.ts";
+import type { PreparedCustomization } from "../core/customize-step.ts";
+import { UserError } from "../errors.ts";
+import { type ImageScan, scanImage } from "../image/scan.ts";
+import { formatBytes, type ImageInfo, openImage, rawStream } from "../image/source.ts";
+import type { Target } from "../target/types.ts";
+
+export interface FlashOptions {
+  target: Target;
+  /** The image on the sending side (remote) or on the board (local). */
+  imagePath: string;
+  local: boolean;
+  mode: FlashMode;
+  hooks: FlashHookable;
+  /** Service patterns from config; plugins extend them in services:resolve. */
+  services: string[];
+  /** Skip the typed confirmation (scripts). */
+  yes: boolean;
+  interactive: boolean;
+  verify: boolean;
+  /** What to do when read-back verification fails even after a repair: reboot (default) or halt. */
+  onVerifyFail?: "reboot" | "halt";
+  /** Builds the customization once the image head and the facts are known (undefined: plain flash). */
+  customize?: (ctx: FlashContext, image: ImageInfo) => Promise<PreparedCustomization | undefined>;
+  /** Remote: opens a new connection to the board after the reboot. */
+  reconnect?: () => Promise<Target>;
+  /** Confirmation prompt (tests inject one). */
+  confirm?: (question: string, phrase: string) => Promise<boolean>;
+  log?: typeof consola;
+}
+
+export interface FlashResult {
+  facts: TargetFacts;
+  plan: Plan;
+  scan: ImageScan;
+  verified: "ok" | "failed" | "repaired" | "skipped";
+  /** Bytes sent to the board (copy or stream), on the wire before SSH's own framing. */
+  bytesSent: number;
+  rebooted: boolean;
+  after?: { bootId: string; hostname: string; os?: string };
+  timings: Record<string, number>;
+  warnings: string[];
+}
+
+const PHASES = ["facts", "plan", "confirm", "stage", "handoff", "wait"] as const;
+export type Phase = (typeof PHASES)[number];
+
+export async function runFlash(o: FlashOptions): Promise<FlashResult> {
+  const log = o.log ?? consola;
+  const ctx: FlashContext = { target: o.target, hooks: o.hooks, warnings: [] };
+  const timings: Record<string, number> = {};
+  const phase = async <T>(name: Phase, fn: () => Promise<T>): Promise<T> => {
+    await o.hooks.callHook("phase:before", ctx, name);
+    const t = performance.now();
+    const r = await fn();
+    timings[name] = Math.round(performance.now() - t);
+    await o.hooks.callHook("phase:after", ctx, name, timings[name]!);
+    return r;
+  };
+
+  // ---- facts: the board and the image, in parallel ------------------------------------------------
+  const { facts, image } = await phase("facts", async () => {
+    const [facts, image] = await Promise.all([gatherFacts(o.target, o.local ? o.imagePath : undefined), openImage(o.imagePath)]);
+    ctx.facts = facts;
+    await o.hooks.callHook("facts:gathered", ctx);
+    return { facts, image };
+  });
+
+  // ---- plan: customization, full image check, then the pure plan ---------------------------------
+  const { plan, scan, custom } = await phase("plan", async () => {
+    // Refuse an image that cannot fit before reading all of it, when its size is known cheaply.
+    const disk = facts.root.disk;
+    if (disk && image.rawSizeHint !== undefined && image.rawSizeHint > disk.sizeBytes) {
+      const quick = planFlash({ facts, image: { ...image, rawSize: image.rawSizeHint }, local: o.local, mode: o.mode, servicePatterns: [], harness: isHarness() });
+      throw refusal(o.target, quick.refusals);
+    }
+    const custom = o.customize ? await o.customize(ctx, image) : undefined;
+    const progress = createProgress("checking image", image.rawSizeHint);
+    const scan = await scanImage(image, { extents: custom?.extents, onProgress: (n) => progress.update(n) });
+    progress.finish(`image ok: ${formatBytes(scan.rawSize)} raw, sha256 ${scan.sha256.slice(0, 16)}…`);
+    const services = [...o.services];
+    await o.hooks.callHook("services:resolve", ctx, services);
+    const plan = planFlash({
+      facts,
+      image: { path: image.path, format: image.format, fileSize: image.fileSize, rawSize: scan.rawSize },
+      local: o.local,
+      mode: o.mode,
+      servicePatterns: services,
+      harness: isHarness(),
+    });
+    ctx.plan = plan;
+    if (plan.refusals.length) throw refusal(o.target, plan.refusals);
+    return { plan, scan, custom };
+  });
+
+  // ---- confirm --------------------------------------------------------------------------------------
+  await phase("confirm", async () => {
+    const summary = describePlan(o, facts, plan, image, scan, custom);
+    log.box(summary);
+    for (const n of plan.notes) log.info(n);
+    if (o.yes) return;
+    const phrase = `flash ${facts.hostname}`;
+    if (!o.interactive || !o.confirm) {
+      throw new UserError("Refusing to overwrite a disk without confirmation in a non-interactive run.", "Pass --yes to confirm in scripts.", 2);
+    }
+    const ok = await o.confirm(`This ERASES ${plan.diskPath} on ${o.target.name}. Type "${phrase}" to go on`, phrase);
+    if (!ok) throw new UserError("Not confirmed; nothing was changed.", undefined, 1);
+  });
+
+  // ---- stage: everything the helper needs goes to tmpfs before anything is stopped ---------------
+  const work = `/dev/shm/flash-live-${randomBytes(4).toString("hex")}`;
+  let bytesSent = 0;
+  const t = o.target;
+  const cleanup = async () => {
+    await t.exec(["rm", "-rf", work], { root: true, check: false }).catch(() => {});
+  };
+  let staged: Staged;
+  try {
+    staged = await phase("stage", async () => {
+      await t.exec(["mkdir", "-m", "700", work], { root: true });
+      await t.put(`${work}/busybox`, await busyboxFor(facts.arch), { mode: "0700", root: true });
+      await t.put(`${work}/flash.sh`, flashScript, { mode: "0600", root: true });
+      if (isHarness()) await t.put(`${work}/harness`, "1\n", { mode: "0600", root: true });
+      const fault = faultScript();
+      if (fault) await t.put(`${work}/fault.sh`, fault, { mode: "0700", root: true });
+      await t.put(`${work}/units`, plan.units.map((u) => `${u}\n`).join(""), { mode: "0600", root: true });
+      if (o.verify) {
+        await t.put(`${work}/verify`, scan.ranges.map((r) => `${r.offset} ${r.length} ${r.md5}\n`).join(""), { mode: "0600", root: true });
+      }
+      if (custom?.extents.length) {
+        const { index, data } = encodeExtents(custom.extents);
+        await t.put(`${work}/patch`, index, { mode: "0600", root: true });
+        await t.put(`${work}/patch.bin`, data, { mode: "0600", root: true });
+      }
+      if (plan.mode === "ramfs") {
+        const dest = `${work}/image`;
+        const src = boardSource(image, plan);
+        const hasher = createHash("sha256");
+        const progress = createProgress(o.local ? "copying to RAM" : "sending", plan.transcode ? undefined : image.fileSize);
+        let sent = 0;
+        const counted = src.pipe(
+          new Transform({
+            highWaterMark: 4 << 20,
+            transform(chunk, _enc, cb) {
+              sent += chunk.length;
+              hasher.update(chunk);
+              progress.update(sent);
+              cb(null, chunk);
+            },
+          }),
+        );
+        await t.put(dest, counted, { mode: "0600", root: true });
+        progress.finish();
+        bytesSent += sent;
+        // Proof of the copy before the point of no return: its sha256 equals what was sent, and it
+        // decompresses completely to exactly the image's bytes.
+        const check = await t.exec([`${work}/busybox`, "sh", `${work}/flash.sh`, "check-source", work, plan.codec, dest], { root: true, check: false });
+        const got = parseAt(check.stdout);
+        const sentSha = hasher.digest("hex");
+        if (check.code !== 0 || got.error) {
+          throw new UserError(`The copy on the board failed its check: ${got.error ?? check.stderr.trim()}`, "Nothing was overwritten. Check the image and the board's memory, then try again.");
+        }
+        if (got.source_sha256 !== sentSha) throw new UserError(`The copy on the board differs from what was sent (sha256 ${got.source_sha256} vs ${sentSha}).`, "Nothing was overwritten. Try again; if it repeats, suspect the board's RAM.");
+        if (got.raw_md5 !== scan.md5 || Number(got.raw_size) !== scan.rawSize) {
+          throw new UserError(`The copy on the board does not decompress to the image (md5 ${got.raw_md5}, ${got.raw_size} bytes; expected ${scan.md5}, ${scan.rawSize}).`, "Nothing was overwritten. Try again.");
+        }
+        return { source: dest };
+      }
+      return { source: o.local ? o.imagePath : "-" };
+    });
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+
+  // ---- hand off: the helper quiesces, freezes, writes, verifies, reboots --------------------------
+  const outcome = await phase("handoff", async () => {
+    const args = [
+      "--disk", plan.diskPath,
+      "--codec", plan.codec,
+      "--source", staged.source,
+      "--size", String(scan.rawSize),
+      "--stop-units", `${work}/units`,
+      "--on-fail", o.onVerifyFail ?? "reboot",
+    ];
+    for (const m of plan.roMounts) args.push("--ro", m);
+    for (const m of plan.freezeMounts) args.push("--freeze", m);
+    if (o.verify) args.push("--verify", `${work}/verify`);
+    if (custom?.extents.length) args.push("--patch", `${work}/patch`);
+    const detach = staged.source !== "-";
+    const argv = [`${work}/busybox`, "sh", `${work}/flash.sh`, detach ? "detach" : "run", work, ...args];
+    const proc = await t.spawn(argv, { root: true });
+    const follower = followHelper(proc.stdout, scan.rawSize, log);
+    proc.stderr.on("data", () => {});
+    proc.stdin.on("error", () => {});
+    if (!detach) {
+      // Stream mode: the image flows through this session into the helper's decompressor.
+      const src = boardSource(image, plan);
+      let sent = 0;
+      src.on("data", (c: Buffer) => (sent += c.length));
+      src.pipe(proc.stdin);
+      await new Promise<void>((resolve) => {
+        src.on("end", resolve);
+        src.on("error", () => resolve());
+        proc.stdin.on("close", () => resolve());
+      });
+      bytesSent += sent;
+    } else {
+      proc.stdin.end();
+    }
+    // The session ends when the helper exits (pre-commit failure), or when the board resets.
+    const exited = proc.exited;
+    const state = await Promise.race([follower.done, exited.then(() => follower.snapshot())]);
+    proc.kill();
+    return state;
+  });
+
+  if (!outcome.committed) {
+    await cleanup();
+    throw new UserError(
+      `The helper stopped before overwriting anything: ${outcome.error ?? "it exited early"}.`,
+      "The board still runs its old system. Services that were stopped stay stopped until you restart them or reboot.",
+    );
+  }
+  if (outcome.error) ctx.warnings.push(outcome.error);
+  const verified = outcome.verify;
+  if (verified === "failed") {
+    log.error(`VERIFICATION FAILED: the disk does not hold the image (${outcome.badRanges}).`);
+  } else if (verified === "ok" || verified === "repaired") {
+    log.success(`verified: every byte on ${plan.diskPath} matches the image${verified === "repaired" ? " (after rewriting bad ranges from RAM)" : ""}`);
+  }
+
+  // ---- wait: remote only, until the board runs the new system -------------------------------------
+  let after: FlashResult["after"];
+  if (!o.local && o.reconnect) {
+    after = await phase("wait", async () => {
+      await o.target.close().catch(() => {});
+      return waitForBoard(o.reconnect!, facts.bootId, log);
+    });
+  }
+  const res: FlashResult = {
+    facts,
+    plan,
+    scan,
+    verified,
+    bytesSent,
+    rebooted: outcome.rebooting,
+    after,
+    timings,
+    warnings: ctx.warnings,
+  };
+  if (outcome.error && verified !== "ok") {
+    throw new UserError(`The flash did not complete: ${outcome.error}`, "The board rebooted; if it does not come up, re-flash it (by SD card or flash-live --stream).");
+  }
+  return res;
+}
+
+interface Staged {
+  /** A file on the board, or "-" for stdin. */
+  source: string;
+}
+
+/** The bytes that travel to the board: the file as is, or re-encoded when the board cannot decode it. */
+function boardSource(image: ImageInfo, plan: Plan): Readable {
+  if (!plan.transcode) return createReadStream(image.path, { highWaterMark: 4 << 20 });
+  const gz = zlib.createGzip({ level: 1, chunkSize: 1 << 20 });
+  const raw = rawStream(image);
+  raw.on("error", (e) => gz.destroy(e));
+  return raw.pipe(gz);
+}
+
+export function encodeExtents(extents: { offset: number; data: Uint8Array }[]): { index: string; data: Uint8Array } {
+  let size = 0;
+  for (const e of extents) size += e.data.length;
+  const data = new Uint8Array(size);
+  const lines: string[] = [];
+  let pos = 0;
+  for (const e of extents) {
+    data.set(e.data, pos);
+    lines.push(`${e.offset} ${e.data.length} ${pos}\n`);
+    pos += e.data.length;
+  }
+  return { index: lines.join(""), data };
+}
+
+interface HelperState {
+  committed: boolean;
+  rebooting: boolean;
+  verify: FlashResult["verified"];
+  badRanges?: string;
+  error?: string;
+  exitCode?: number;
+}
+
+/** Parse the helper's "@..." lines, draw the write progress, and resolve when the helper is done. */
+function followHelper(stdout: Readable, total: number, log: typeof consola): { done: Promise<HelperState>; snapshot: () => HelperState } {
+  const state: HelperState = { committed: false, rebooting: false, verify: "skipped" };
+  let progress: ReturnType<typeof createProgress> | undefined;
+  let buf = "";
+  let resolveDone!: (s: HelperState) => void;
+  const done = new Promise<HelperState>((r) => (resolveDone = r));
+  const onLine = (line: string) => {
+    if (!line.startsWith("@")) {
+      if (line.trim()) log.info(`board: ${line}`);
+      return;
+    }
+    const [word, ...rest] = line.slice(1).split(" ");
+    const arg = rest.join(" ");
+    switch (word) {
+      case "phase":
+        if (arg === "write") {
+          state.committed = true;
+          progress = createProgress("writing", total);
+        } else {
+          if (progress) progress.finish();
+          progress = undefined;
+          log.info(`board: ${arg}`);
+        }
+        break;
+      case "progress":
+        progress?.update(Number(rest[0]));
+        break;
+      case "verify-mismatch":
+        state.verify = "repaired";
+        state.badRanges = arg;
+        log.warn(`read-back found bad ranges (${arg}); rewriting them from the copy in RAM`);
+        break;
+      case "verify-ok":
+        if (state.verify !== "repaired") state.verify = "ok";
+        break;
+      case "verify-failed":
+        state.verify = "failed";
+        state.badRanges = arg;
+        break;
+      case "error":
+        state.error = arg;
+        log.error(`board: ${arg}`);
+        break;
+      case "reboot":
+        state.rebooting = true;
+        log.info("board: rebooting into the new image");
+        resolveDone(state);
+        break;
+      case "exit":
+        state.exitCode = Number(arg);
+        if (!state.committed) resolveDone(state);
+        break;
+    }
+  };
+  stdout.on("data", (c: Buffer) => {
+    buf += c.toString("utf8");
+    let i: number;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      onLine(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+  });
+  stdout.on("close", () => resolveDone(state));
+  return { done, snapshot: () => state };
+}
+
+function parseAt(out: string): Record<string, string> {
+  const r: Record<string, string> = {};
+  for (const line of out.split("\n")) {
+    if (!line.startsWith("@")) continue;
+    const sp = line.indexOf(" ");
+    r[line.slice(1, sp < 0 ? undefined : sp)] = sp < 0 ? "" : line.slice(sp + 1);
+  }
+  return r;
+}
+
+async function waitForBoard(reconnect: () => Promise<Target>, oldBootId: string, log: typeof consola, timeoutMs = 15 * 60_000) {
+  const start = performance.now();
+  log.start("waiting for the board to come back");
+  let lastErr = "";
+  while (performance.now() - start < timeoutMs) {
+    await Bun.sleep(3000);
+    let t: Target | undefined;
+    try {
+      t = await reconnect();
+      const r = await t.exec(["sh", "-c", 'cat /proc/sys/kernel/random/boot_id; hostname; . /etc/os-release 2>/dev/null; echo "$PRETTY_NAME"'], { check: false });
+      const [bootId, hostname, os] = r.stdout.split("\n");
+      if (bootId && bootId !== oldBootId) {
+        log.success(`the board is back after ${fmtDuration((performance.now() - start) / 1000)}: ${hostname} running ${os || "?"}`);
+        return { bootId, hostname: hostname ?? "", os: os || undefined };
+      }
+    } catch (e) {
+      if (e instanceof UserError && /host key/i.test(e.message)) throw e;
+      lastErr = e instanceof Error ? e.message : String(e);
+    } finally {
+      await t?.close().catch(() => {});
+    }
+  }
+  throw new UserError(`The board did not come back within ${fmtDuration(timeoutMs / 1000)} (last error: ${lastErr}).`, "Check its console; the image was written and verified before the reboot.");
+}
+
+function refusal(t: Target, reasons: string[]): UserError {
+  return new UserError(`Refusing to flash ${t.name}; nothing was changed:\n  - ${reasons.join("\n  - ")}`, undefined, 1);
+}
+
+function describePlan(o: FlashOptions, facts: TargetFacts, plan: Plan, image: ImageInfo, scan: ImageScan, custom?: PreparedCustomization): string {
+  const lines = [
+    `target     ${o.target.name}  (${facts.hostname}, ${facts.model ?? facts.arch}, ${facts.os ?? "?"})`,
+    `disk       ${plan.diskPath}  ${formatBytes(plan.disk.sizeBytes)}${plan.disk.model ? `  ${plan.disk.model}` : ""}  (root on /dev/${plan.rootDevice?.name ?? "?"})`,
+    `image      ${image.path}  ${image.format}, ${formatBytes(image.fileSize)} -> ${formatBytes(scan.rawSize)}`,
+    `mode       ${plan.mode}${o.local ? " (local)" : ""}: ${plan.modeReason}`,
+    `sent as    ${plan.codec}${plan.transcode ? " (re-encoded on this side: the board has no zstd decoder)" : ""}`,
+    `stops      ${plan.units.length ? plan.units.join(", ") : "no services"}`,
+    `customize  ${custom ? custom.summary : "no (plain flash)"}`,
+    `verify     ${o.verify ? "read back every byte before the reboot" : "no (--no-verify)"}`,
+  ];
+  return lines.join("\n");
+}
