@@ -31,7 +31,8 @@ async function run(rawArgs: string[]): Promise<number> {
       return rawArgs.length === 0 ? 2 : 0;
     }
     await runCommand(main, { rawArgs });
-    return 0;
+    // A command that refuses without throwing (check) sets process.exitCode itself.
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (error) {
     if (error instanceof Error && error.name === "CLIError") {
       const { resolveSubCommand } = await import("./core/_citty.ts");

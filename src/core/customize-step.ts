@@ -8,3 +8,18 @@ export interface PreparedCustomization {
   /** One line for the confirmation summary. */
   summary: string;
 }
+
+import type { FlashLiveConfig } from "../config/schema.ts";
+import type { ImageInfo } from "../image/source.ts";
+import type { FlashContext } from "./context.ts";
+
+const CUSTOM_KEYS = ["hostname", "user", "password", "passwordHash", "sshKeys", "wifiSsid", "wifiPassword", "timezone", "keyboardLayout", "locale", "sshPasswordAuth", "keepHostKeys"] as const;
+
+export async function prepareCustomizationFor(ctx: FlashContext, image: ImageInfo, config: FlashLiveConfig): Promise<PreparedCustomization | undefined> {
+  const wanted = CUSTOM_KEYS.some((k) => {
+    const v = config[k];
+    return Array.isArray(v) ? v.length > 0 : v !== undefined && v !== false;
+  });
+  if (!wanted) return undefined;
+  throw new Error("customization is being wired in");
+}

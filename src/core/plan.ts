@@ -7,7 +7,8 @@ export type BoardCodec = "xz" | "gz" | "bz2" | "raw";
 
 export interface PlanInput {
   facts: TargetFacts;
-  image: { path: string; format: ImageFormat; fileSize: number; rawSize: number };
+  /** Without an image (`check HOST`), only the board-side checks run. */
+  image?: { path: string; format: ImageFormat; fileSize: number; rawSize: number };
   local: boolean;
   mode: FlashMode;
   /** systemd unit glob patterns to stop (after plugins). */
@@ -46,7 +47,9 @@ const SUPPORTED_ARCH = new Set(["x86_64", "aarch64", "arm64", "armv7l", "armv8l"
 
 /** Pure: facts + image + options -> what flash-live would do, or why it refuses. */
 export function planFlash(input: PlanInput): Plan {
-  const { facts, image } = input;
+  const { facts } = input;
+  const image = input.image ?? { path: "", format: "raw" as ImageFormat, fileSize: 0, rawSize: 0 };
+  const hasImage = input.image !== undefined;
   const refusals: string[] = [];
   const notes: string[] = [];
 
@@ -67,7 +70,7 @@ export function planFlash(input: PlanInput): Plan {
   const root = facts.root;
   if (root.problem) refusals.push(root.problem);
   const disk = root.disk;
-  if (disk && image.rawSize > disk.sizeBytes) {
+  if (hasImage && disk && image.rawSize > disk.sizeBytes) {
     refusals.push(
       `the image is larger than the disk: ${formatBytes(image.rawSize)} (${image.rawSize} bytes) does not fit on /dev/${disk.name} (${formatBytes(disk.sizeBytes)}, ${disk.sizeBytes} bytes). Use an image made for a disk this size or smaller`,
     );
@@ -83,13 +86,14 @@ export function planFlash(input: PlanInput): Plan {
   const fitsShm = facts.shmAvail >= stagedBytes + SHM_MARGIN;
   const shmNumbers = `${formatBytes(stagedBytes)} + ${formatBytes(SHM_MARGIN)} margin needed, ${formatBytes(facts.shmAvail)} free in /dev/shm`;
   const imageOnTargetDisk = input.local && facts.imageDev !== undefined && isOnDisk(facts, facts.imageDev);
+  const shmRefusal = (msg: string) => hasImage && refusals.push(msg);
 
   let mode: "ramfs" | "stream";
   let modeReason: string;
   if (input.mode === "ramfs") {
     mode = "ramfs";
     modeReason = "asked for (--ramfs)";
-    if (!fitsShm) refusals.push(`ramfs mode: the image does not fit in the board's RAM (${shmNumbers}). Use --stream, or free memory on the board`);
+    if (!fitsShm) shmRefusal(`ramfs mode: the image does not fit in the board's RAM (${shmNumbers}). Use --stream, or free memory on the board`);
   } else if (input.mode === "stream") {
     mode = "stream";
     modeReason = "asked for (--stream)";
@@ -97,7 +101,7 @@ export function planFlash(input: PlanInput): Plan {
     mode = "ramfs";
     modeReason = `remote default: the whole image is copied and checked on the board before anything is overwritten (${shmNumbers})`;
     if (!fitsShm) {
-      refusals.push(
+      shmRefusal(
         `the image does not fit in the board's RAM for ramfs mode (${shmNumbers}). Use --stream (the image is written while it arrives; a broken connection leaves a partial image) or free memory on the board`,
       );
     }
@@ -110,11 +114,11 @@ export function planFlash(input: PlanInput): Plan {
   } else {
     mode = "ramfs";
     modeReason = "";
-    refusals.push(
+    shmRefusal(
       `the image does not fit in /dev/shm (${shmNumbers}) and it lives on the disk being flashed (/dev/${disk?.name}), so it cannot be streamed either. Put the image on another disk (a USB stick) and use --stream, or free memory`,
     );
   }
-  if (mode === "stream" && input.local && imageOnTargetDisk) {
+  if (hasImage && mode === "stream" && input.local && imageOnTargetDisk) {
     refusals.push(`local stream mode reads the image during the write, but ${image.path} is on the disk being flashed (/dev/${disk?.name}). Put it on another disk (a USB stick), or use --ramfs`);
   }
   if (mode === "stream" && input.local && transcode) {

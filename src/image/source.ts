@@ -128,7 +128,7 @@ function rawStreamInner(info: ImageInfo): Readable {
         return out;
       }
       if (info.format === "gzip" || info.format === "zstd") {
-        const z = info.format === "gzip" ? zlib.createGunzip({ chunkSize: 1 << 20 }) : zlib.createZstdDecompress({ chunkSize: 1 << 20 });
+        const z = info.format === "gzip" ? zlib.createGunzip({ chunkSize: 1 << 20 }) : (zlib as unknown as { createZstdDecompress(o: object): zlib.Gunzip }).createZstdDecompress({ chunkSize: 1 << 20 });
         const src = file();
         src.pipe(z);
         z.on("close", () => src.destroy());

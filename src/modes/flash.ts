@@ -57,6 +57,55 @@ export interface FlashResult {
 
 const PHASES = ["facts", "plan", "confirm", "stage", "handoff", "wait"] as const;
 export type Phase = (typeof PHASES)[number];
+type PhaseRunner = <T>(name: Phase, fn: () => Promise<T>) => Promise<T>;
+
+export type PreflightOptions = Pick<FlashOptions, "target" | "local" | "mode" | "hooks" | "services" | "customize"> & { imagePath?: string };
+
+export interface Preflight {
+  facts: TargetFacts;
+  image?: ImageInfo;
+  scan?: ImageScan;
+  plan: Plan;
+  custom?: PreparedCustomization;
+}
+
+/**
+ * Everything that can be checked before anything changes (facts, image, customization, plan), shared
+ * by `flash` and `check`. Refusals are returned in plan.refusals, not thrown.
+ */
+export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: PhaseRunner, onScan?: (n: number, total?: number) => void): Promise<Preflight> {
+  const { facts, image } = await phase("facts", async () => {
+    const [facts, image] = await Promise.all([
+      gatherFacts(o.target, o.local ? o.imagePath : undefined),
+      o.imagePath ? openImage(o.imagePath) : Promise.resolve(undefined),
+    ]);
+    ctx.facts = facts;
+    await o.hooks.callHook("facts:gathered", ctx);
+    return { facts, image };
+  });
+  return phase("plan", async () => {
+    const services = [...o.services];
+    await o.hooks.callHook("services:resolve", ctx, services);
+    const plan = (img?: { rawSize: number }) =>
+      planFlash({
+        facts,
+        image: image && img ? { path: image.path, format: image.format, fileSize: image.fileSize, rawSize: img.rawSize } : undefined,
+        local: o.local,
+        mode: o.mode,
+        servicePatterns: services,
+        harness: isHarness(),
+      });
+    if (!image) return { facts, plan: (ctx.plan = plan()) };
+    // Refuse an image that cannot fit before reading all of it, when its size is known cheaply.
+    if (image.rawSizeHint !== undefined) {
+      const quick = plan({ rawSize: image.rawSizeHint });
+      if (quick.refusals.length) return { facts, image, plan: (ctx.plan = quick) };
+    }
+    const custom = o.customize ? await o.customize(ctx, image) : undefined;
+    const scan = await scanImage(image, { extents: custom?.extents, onProgress: (n) => onScan?.(n, image.rawSizeHint) });
+    return { facts, image, scan, custom, plan: (ctx.plan = plan(scan)) };
+  });
+}
 
 export async function runFlash(o: FlashOptions): Promise<FlashResult> {
   const log = o.log ?? consola;
@@ -71,40 +120,11 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
     return r;
   };
 
-  // ---- facts: the board and the image, in parallel ------------------------------------------------
-  const { facts, image } = await phase("facts", async () => {
-    const [facts, image] = await Promise.all([gatherFacts(o.target, o.local ? o.imagePath : undefined), openImage(o.imagePath)]);
-    ctx.facts = facts;
-    await o.hooks.callHook("facts:gathered", ctx);
-    return { facts, image };
-  });
-
-  // ---- plan: customization, full image check, then the pure plan ---------------------------------
-  const { plan, scan, custom } = await phase("plan", async () => {
-    // Refuse an image that cannot fit before reading all of it, when its size is known cheaply.
-    const disk = facts.root.disk;
-    if (disk && image.rawSizeHint !== undefined && image.rawSizeHint > disk.sizeBytes) {
-      const quick = planFlash({ facts, image: { ...image, rawSize: image.rawSizeHint }, local: o.local, mode: o.mode, servicePatterns: [], harness: isHarness() });
-      throw refusal(o.target, quick.refusals);
-    }
-    const custom = o.customize ? await o.customize(ctx, image) : undefined;
-    const progress = createProgress("checking image", image.rawSizeHint);
-    const scan = await scanImage(image, { extents: custom?.extents, onProgress: (n) => progress.update(n) });
-    progress.finish(`image ok: ${formatBytes(scan.rawSize)} raw, sha256 ${scan.sha256.slice(0, 16)}…`);
-    const services = [...o.services];
-    await o.hooks.callHook("services:resolve", ctx, services);
-    const plan = planFlash({
-      facts,
-      image: { path: image.path, format: image.format, fileSize: image.fileSize, rawSize: scan.rawSize },
-      local: o.local,
-      mode: o.mode,
-      servicePatterns: services,
-      harness: isHarness(),
-    });
-    ctx.plan = plan;
-    if (plan.refusals.length) throw refusal(o.target, plan.refusals);
-    return { plan, scan, custom };
-  });
+  const progress = createProgress("checking image", undefined);
+  const { facts, image, scan, plan, custom } = await preflight(o, ctx, phase, (n) => progress.update(n));
+  if (scan) progress.finish(`image ok: ${formatBytes(scan.rawSize)} raw, sha256 ${scan.sha256.slice(0, 16)}…`);
+  if (plan.refusals.length) throw refusal(o.target, plan.refusals);
+  if (!image || !scan) throw new Error("preflight returned no image scan without a refusal");
 
   // ---- confirm --------------------------------------------------------------------------------------
   await phase("confirm", async () => {

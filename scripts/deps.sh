@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what flash-live's demo and tests need on a fresh Debian machine with Node.js/npm:
+# the npm packages (Bun itself comes from npm), and Debian packages when run as root (else it says
+# exactly what to install). Safe to run again: it only does what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES=(
+  qemu-system-x86 qemu-system-arm qemu-utils qemu-user-static   # boards, arm64 binary check
+  debootstrap mtools dosfstools fdisk e2fsprogs                 # board images (no loop mounts)
+  busybox-static xz-utils zstd bzip2 gzip                       # image formats
+  openssh-client openssh-server                                 # SSH tests against a real sshd
+  libc6-arm64-cross                                             # qemu-aarch64 -L for the arm64 binary
+  shellcheck wpasupplicant openssl util-linux                   # oracles: lint, wpa_passphrase, passwd -6, script(1)
+  ca-certificates
+)
+
+missing=()
+for p in "${DEBIAN_PACKAGES[@]}"; do
+  [[ $p == \#* ]] && continue
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) == 0 ]]; then
+    echo "deps: installing Debian packages: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "deps: missing Debian packages; install them with:" >&2
+    echo "  sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+# npm packages: reinstall when package-lock.json changed since the last install.
+stamp=node_modules/.flash-live-lock
+if [[ ! -x node_modules/.bin/bun ]] || ! cmp -s package-lock.json "$stamp" 2>/dev/null; then
+  echo "deps: installing npm packages" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json "$stamp"
+fi
+
+# Static busybox for every board architecture (Debian's busybox-static, pinned by sha256).
+node_modules/.bin/bun scripts/fetch-busybox.ts >&2

@@ -1,0 +1,174 @@
+import type { FlashLiveConfig } from "../config/schema.ts";
+import { formatBytes } from "../image/source.ts";
+import { preflight } from "../modes/flash.ts";
+import { loadPlugins, registerPlugins } from "../plugins/load-plugins.ts";
+import type { Target } from "../target/types.ts";
+import { connectTarget, isInteractive } from "./connect.ts";
+import type { FlashContext } from "./context.ts";
+import { prepareCustomizationFor } from "./customize-step.ts";
+import { createFlashHooks } from "./hooks.ts";
+
+export interface CheckRequest {
+  local: boolean;
+  destination?: string;
+  port?: number;
+  imagePath?: string;
+  config: FlashLiveConfig;
+  configDir: string;
+  interactive?: boolean;
+}
+
+/**
+ * `check --json` output. Stable keys (schema version 1); documented in README "check --json".
+ * Sizes are bytes. Absent sections are omitted, never null.
+ */
+export interface CheckReport {
+  schema: 1;
+  ok: boolean;
+  target: { name: string; kind: "local" | "ssh"; reachable: boolean; auth?: string; error?: string };
+  refusals: string[];
+  notes: string[];
+  board?: {
+    hostname: string;
+    user: string;
+    sudo: string;
+    arch: string;
+    model?: string;
+    kernel: string;
+    os?: string;
+    init: string;
+    root: { device?: string; fstype: string; disk?: string; diskSize?: number; diskModel?: string; problem?: string };
+    partitions: { name: string; size: number; mountPoint?: string; fstype?: string }[];
+    shmAvail: number;
+    memTotal: number;
+    tools: string[];
+    servicesToStop: string[];
+  };
+  image?: {
+    path: string;
+    format: string;
+    fileSize: number;
+    rawSize?: number;
+    sha256?: string;
+    fitsDisk?: boolean;
+    customization?: { mechanism: string; summary: string; patchBytes: number };
+  };
+  plan?: { mode: "ramfs" | "stream"; reason: string; codec: string; transcode: boolean };
+}
+
+/** Every preflight of `flash`, changing nothing on the board. */
+export async function check(req: CheckRequest): Promise<CheckReport> {
+  const interactive = req.interactive ?? isInteractive();
+  const hooks = createFlashHooks();
+  registerPlugins(hooks, await loadPlugins(req.config.plugins ?? [], { baseDir: req.configDir }));
+  const name = req.local ? "local" : (req.destination ?? "?");
+  let target: Target;
+  try {
+    target = await connectTarget({ local: req.local, destination: req.destination, port: req.port, config: req.config, interactive });
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    return { schema: 1, ok: false, target: { name, kind: req.local ? "local" : "ssh", reachable: false, error: msg }, refusals: [msg], notes: [] };
+  }
+  try {
+    const ctx: FlashContext = { target, hooks, warnings: [] };
+    const pf = await preflight(
+      {
+        target,
+        local: req.local,
+        mode: req.config.mode ?? "auto",
+        hooks,
+        services: req.config.services ?? [],
+        imagePath: req.imagePath,
+        customize: (c, image) => prepareCustomizationFor(c, image, req.config),
+      },
+      ctx,
+      (_name, fn) => fn(),
+    );
+    const { facts, plan } = pf;
+    const disk = facts.root.disk;
+    const mountOf = (majmin: string) => facts.mounts.filter((m) => m.majmin === majmin).at(-1);
+    const report: CheckReport = {
+      schema: 1,
+      ok: plan.refusals.length === 0,
+      target: { name: target.name, kind: target.kind, reachable: true, auth: (target as { authMethod?: string }).authMethod },
+      refusals: plan.refusals,
+      notes: [...plan.notes, ...ctx.warnings],
+      board: {
+        hostname: facts.hostname,
+        user: facts.user,
+        sudo: facts.sudo,
+        arch: facts.arch,
+        model: facts.model,
+        kernel: facts.kernel,
+        os: facts.os,
+        init: facts.init,
+        root: {
+          device: facts.root.device ? `/dev/${facts.root.device.name}` : undefined,
+          fstype: facts.root.mount.fstype,
+          disk: disk ? `/dev/${disk.name}` : undefined,
+          diskSize: disk?.sizeBytes,
+          diskModel: disk?.model,
+          problem: facts.root.problem,
+        },
+        partitions: facts.diskPartitions.map((p) => {
+          const m = mountOf(p.majmin);
+          return { name: `/dev/${p.name}`, size: p.sizeBytes, mountPoint: m?.mountPoint, fstype: m?.fstype };
+        }),
+        shmAvail: facts.shmAvail,
+        memTotal: facts.memTotal,
+        tools: facts.tools,
+        servicesToStop: plan.units,
+      },
+    };
+    if (pf.image) {
+      report.image = {
+        path: pf.image.path,
+        format: pf.image.format,
+        fileSize: pf.image.fileSize,
+        rawSize: pf.scan?.rawSize ?? pf.image.rawSizeHint,
+        sha256: pf.scan?.sha256,
+        fitsDisk: disk ? (pf.scan?.rawSize ?? pf.image.rawSizeHint ?? 0) <= disk.sizeBytes : undefined,
+        customization: pf.custom
+          ? { mechanism: pf.custom.mechanism, summary: pf.custom.summary, patchBytes: pf.custom.extents.reduce((a, e) => a + e.data.length, 0) }
+          : undefined,
+      };
+      report.plan = { mode: plan.mode, reason: plan.modeReason, codec: plan.codec, transcode: plan.transcode };
+    }
+    return report;
+  } finally {
+    await target.close().catch(() => {});
+  }
+}
+
+/** The human table for `check`. */
+export function formatCheck(r: CheckReport): string {
+  const rows: [string, string][] = [];
+  const add = (k: string, v: string | undefined) => v !== undefined && rows.push([k, v]);
+  add("target", `${r.target.name}${r.target.reachable ? `  reachable${r.target.auth ? ` (${r.target.auth})` : ""}` : "  UNREACHABLE"}`);
+  if (r.target.error) add("error", r.target.error);
+  const b = r.board;
+  if (b) {
+    add("user", `${b.user}, sudo: ${b.sudo === "ok" ? "without password" : b.sudo}`);
+    add("board", `${b.hostname}  ${b.model ?? ""}  ${b.arch}`.replace(/\s+/g, " "));
+    add("system", `${b.os ?? "?"}, kernel ${b.kernel}, init ${b.init}`);
+    add("root", `${b.root.device ?? "?"} (${b.root.fstype}) on ${b.root.disk ?? "?"}${b.root.diskSize ? ` ${formatBytes(b.root.diskSize)}` : ""}${b.root.diskModel ? ` ${b.root.diskModel}` : ""}`);
+    for (const p of b.partitions) add("  partition", `${p.name} ${formatBytes(p.size)}${p.mountPoint ? ` on ${p.mountPoint} (${p.fstype})` : ""}`);
+    add("/dev/shm", `${formatBytes(b.shmAvail)} free (RAM ${formatBytes(b.memTotal)})`);
+    add("tools", b.tools.join(" "));
+    add("stops", b.servicesToStop.length ? b.servicesToStop.join(", ") : "no services");
+  }
+  const i = r.image;
+  if (i) {
+    add("image", `${i.path}`);
+    add("  format", `${i.format}, ${formatBytes(i.fileSize)}${i.rawSize !== undefined ? ` -> ${formatBytes(i.rawSize)} raw` : ""}`);
+    if (i.sha256) add("  sha256", i.sha256);
+    if (i.fitsDisk !== undefined) add("  fits disk", i.fitsDisk ? "yes" : "NO");
+    add("  customize", i.customization ? `${i.customization.mechanism}: ${i.customization.summary} (${formatBytes(i.customization.patchBytes)} of sectors)` : "no");
+  }
+  if (r.plan) add("mode", `${r.plan.mode}: ${r.plan.reason}; sent as ${r.plan.codec}${r.plan.transcode ? " (re-encoded)" : ""}`);
+  const w = Math.max(...rows.map(([k]) => k.length));
+  const lines = rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`);
+  for (const n of r.notes) lines.push(`note: ${n}`);
+  lines.push(r.ok ? "\nOK: a flash would go ahead." : `\nREFUSED: a flash would not go ahead:\n${r.refusals.map((x) => `  - ${x}`).join("\n")}`);
+  return lines.join("\n");
+}

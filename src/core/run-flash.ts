@@ -1,0 +1,59 @@
+import * as p from "@clack/prompts";
+import { consola } from "consola";
+import type { FlashLiveConfig } from "../config/schema.ts";
+import { runFlash, type FlashResult } from "../modes/flash.ts";
+import { loadPlugins, registerPlugins } from "../plugins/load-plugins.ts";
+import { UserError } from "../errors.ts";
+import { formatBytes } from "../image/source.ts";
+import { connectTarget, isInteractive } from "./connect.ts";
+import { createFlashHooks } from "./hooks.ts";
+import { fmtDuration } from "./progress.ts";
+import { prepareCustomizationFor } from "./customize-step.ts";
+
+export interface FlashRequest {
+  local: boolean;
+  destination?: string;
+  port?: number;
+  imagePath: string;
+  config: FlashLiveConfig;
+  /** Directory plugin paths are relative to. */
+  configDir: string;
+  interactive?: boolean;
+}
+
+/** `flash-live flash`: everything below the command line. */
+export async function flash(req: FlashRequest): Promise<FlashResult> {
+  const interactive = req.interactive ?? isInteractive();
+  if (!req.local && !req.destination) throw new UserError("No host given.", "Usage: flash-live flash HOST IMAGE, or flash-live flash --local IMAGE", 2);
+  const hooks = createFlashHooks();
+  registerPlugins(hooks, await loadPlugins(req.config.plugins ?? [], { baseDir: req.configDir }));
+  const started = performance.now();
+  const target = await connectTarget({ ...req, interactive });
+  try {
+    const res = await runFlash({
+      target,
+      imagePath: req.imagePath,
+      local: req.local,
+      mode: req.config.mode ?? "auto",
+      hooks,
+      services: req.config.services ?? [],
+      yes: req.config.yes ?? false,
+      interactive,
+      verify: req.config.verify ?? true,
+      customize: (ctx, image) => prepareCustomizationFor(ctx, image, req.config),
+      reconnect: req.local ? undefined : () => connectTarget({ ...req, interactive: false }),
+      confirm: async (question, phrase) => {
+        const r = await p.text({ message: question, validate: (v) => (v === phrase ? undefined : `type exactly: ${phrase}`) });
+        return !p.isCancel(r) && r === phrase;
+      },
+    });
+    const total = (performance.now() - started) / 1000;
+    consola.success(
+      `done in ${fmtDuration(total)}: ${formatBytes(res.scan.rawSize)} written to ${res.plan.diskPath}, ${formatBytes(res.bytesSent)} sent, verify ${res.verified}`,
+    );
+    for (const w of res.warnings) consola.warn(w);
+    return res;
+  } finally {
+    await target.close().catch(() => {});
+  }
+}
