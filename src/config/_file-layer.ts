@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, extname, isAbsolute, join, resolve } from "node:path";
-import { loadConfig, SUPPORTED_EXTENSIONS } from "c12";
+import { pathToFileURL } from "node:url";
+import { loadConfig, SUPPORTED_EXTENSIONS, type LoadConfigOptions } from "c12";
 import { UserError } from "../errors.ts";
 import { registerVirtualModules } from "../plugins/_virtual-modules.ts";
 import { parseSeedConf } from "./seed-conf.ts";
@@ -26,7 +27,7 @@ export async function loadFileLayers(cwd: string, configFile?: string): Promise<
   registerVirtualModules();
   if (configFile) return [await loadExplicitFile(resolve(cwd, configFile))];
 
-  const r = await loadConfig<Record<string, unknown>>({ ...C12_OPTIONS, name: CONFIG_NAME, cwd, rcFile: RC_FILE });
+  const r = await c12Load({ name: CONFIG_NAME, cwd, rcFile: RC_FILE }, `the config file in ${cwd}`);
   const layers: FileLayer[] = [];
   const rcPath = join(cwd, RC_FILE);
   const rc = r.layers?.find((l) => l.configFile === RC_FILE)?.config;
@@ -36,9 +37,30 @@ export async function loadFileLayers(cwd: string, configFile?: string): Promise<
   return layers;
 }
 
+/**
+ * c12 imports JS/TS configs through jiti, which under Bun tries Bun's own import first but on ANY
+ * error retries with a Babel transform that a compiled binary does not contain, so a typo in the
+ * user's config surfaced as "Cannot find module '../dist/babel.cjs'" (seen in a --compile build);
+ * jiti also creates a cache directory. Bun imports .ts/.mjs/.cjs itself, in the binary too.
+ */
+const bunImporter = {
+  async import(id: string, opts?: { default?: boolean }) {
+    const mod = await import(pathToFileURL(id).href);
+    return opts?.default ? (mod.default ?? mod) : mod;
+  },
+} as unknown as NonNullable<LoadConfigOptions["jiti"]>;
+
 // No dotenv (the environment layer is explicit), no package.json key, no `extends` (remote configs
 // are downloaded by giget: nothing is fetched while preparing to overwrite a disk), no $env keys.
-const C12_OPTIONS = { dotenv: false, packageJson: false, globalRc: false, envName: false, giget: false, extend: false } as const;
+const C12_OPTIONS = { dotenv: false, packageJson: false, globalRc: false, envName: false, giget: false, extend: false, jiti: bunImporter } as const;
+
+async function c12Load(options: LoadConfigOptions<Record<string, unknown>>, what: string) {
+  try {
+    return await loadConfig<Record<string, unknown>>({ ...C12_OPTIONS, ...options });
+  } catch (e) {
+    throw new UserError(`Cannot load ${what}: ${(e as Error).message}`, "Fix the config file; a .ts/.js config may import only `flash-live/config` and Node/Bun built-ins.");
+  }
+}
 
 /** `--config FILE`: the seed's key=value format by `.conf` extension or by content, else c12 by extension. */
 async function loadExplicitFile(file: string): Promise<FileLayer> {
@@ -55,7 +77,7 @@ async function loadExplicitFile(file: string): Promise<FileLayer> {
       `Cannot tell the format of config file ${file}.`,
       `Use the key=value format (like example.conf) or one of ${SUPPORTED_EXTENSIONS.join(" ")}.`,
     );
-  const r = await loadConfig<Record<string, unknown>>({ ...C12_OPTIONS, cwd: dirname(file), configFile: basename(file), rcFile: false });
+  const r = await c12Load({ cwd: dirname(file), configFile: basename(file), rcFile: false }, file);
   if (!r.config || typeof r.config !== "object" || Array.isArray(r.config))
     throw new UserError(`Config file ${file} does not export an object.`, "Export the settings as `export default { ... }` (or a JSON/YAML object).");
   return toFileLayer(r.config, file, text);
