@@ -1,0 +1,143 @@
+/**
+ * Getting the pinned busybox-static binaries onto this machine: a per-user cache outside the repo
+ * (downloaded once per pinned version), and the gitignored src/assets/busybox/ copies plus the
+ * generated src/assets/_embedded.ts that `bun build --compile` embeds.
+ */
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { dirname, join } from "node:path";
+import { UserError } from "../errors.ts";
+import { extractFromDeb } from "./_deb.ts";
+import { HttpError, debianMirror, download, fetchRelease, lookupPackage, sha256Hex } from "./_debian-index.ts";
+import { elfMismatch } from "./_elf.ts";
+import { BUSYBOX_PINS, BUSYBOX_SUITE, type BusyboxArch, type BusyboxPin } from "./busybox-pins.ts";
+
+/** Where the binary sits inside the package: /usr/bin since trixie's merged /usr, /bin before. */
+const BUSYBOX_PATHS = ["usr/bin/busybox", "bin/busybox"];
+
+export function busyboxCacheRoot(env: Record<string, string | undefined> = process.env): string {
+  return join(env.XDG_CACHE_HOME || join(homedir(), ".cache"), "flash-live", "busybox");
+}
+
+export function cachedBusyboxPath(arch: BusyboxArch, pin: BusyboxPin = BUSYBOX_PINS[arch]): string {
+  // The epoch ("1:") is dropped: it is not part of the pool file names either.
+  return join(busyboxCacheRoot(), pin.version.replace(/^\d+:/, ""), arch, "busybox");
+}
+
+/** Path of the pinned busybox for `arch` in the cache, downloading and checking it when missing. */
+export async function ensureBusybox(
+  arch: BusyboxArch,
+  log: (line: string) => void = () => {},
+): Promise<{ path: string; fetched: boolean }> {
+  const path = cachedBusyboxPath(arch);
+  // Files only ever appear there by rename after every check passed, so existence is enough.
+  if (existsSync(path)) return { path, fetched: false };
+  const pin = BUSYBOX_PINS[arch];
+  const { deb, binary } = await downloadBusybox(arch, pin, debianMirror());
+  writeAtomic(join(dirname(path), "busybox-static.deb"), deb);
+  writeAtomic(path, binary, 0o755);
+  log(`busybox ${pin.version} ${arch}: fetched into ${path}`);
+  return { path, fetched: true };
+}
+
+/** Downloads a pinned .deb, checks size and sha256, extracts busybox and checks its ELF header. */
+export async function downloadBusybox(
+  arch: BusyboxArch,
+  pin: BusyboxPin,
+  mirror: string,
+): Promise<{ deb: Uint8Array; binary: Uint8Array }> {
+  const url = `${mirror}/${pin.filename}`;
+  let deb: Uint8Array;
+  try {
+    deb = await download(url);
+  } catch (error) {
+    if (error instanceof HttpError && error.status === 404) throw await pinGoneError(arch, pin, mirror);
+    throw new UserError(
+      `Could not download busybox-static ${pin.version} (${arch}) from ${url}: ${(error as Error).message}`,
+      `flash-live run from source fetches Debian's static busybox once into ${busyboxCacheRoot()}. ` +
+        "Run `bun scripts/fetch-busybox.ts` while online (set FLASH_LIVE_DEBIAN_MIRROR for another Debian mirror), " +
+        "or use a built binary, which embeds them.",
+    );
+  }
+  const actual = sha256Hex(deb);
+  if (deb.length !== pin.size || actual !== pin.sha256) {
+    throw new UserError(
+      `${url} does not match its pin: got ${deb.length} bytes, sha256 ${actual}; pinned ${pin.size} bytes, sha256 ${pin.sha256}.`,
+      "Nothing was stored. A mirror or proxy altered the file; try another mirror with FLASH_LIVE_DEBIAN_MIRROR.",
+    );
+  }
+  const binary = await extractFromDeb(deb, BUSYBOX_PATHS);
+  if (!binary) throw new Error(`${url} has no ${BUSYBOX_PATHS.join(" or ")}`);
+  const mismatch = elfMismatch(binary, arch);
+  if (mismatch) throw new Error(`busybox in ${url} is not a static ${arch} executable: ${mismatch}`);
+  return { deb, binary };
+}
+
+export const ASSETS_DIR = join(import.meta.dir, "busybox");
+export const EMBEDDED_MODULE = join(import.meta.dir, "_embedded.ts");
+
+/**
+ * Copies the cached binaries to src/assets/busybox/<arch> and writes _embedded.ts, touching only
+ * what changed so that file times keep telling whether dist/ is older than its inputs.
+ */
+export function installAssets(arches: BusyboxArch[]): string[] {
+  const changed: string[] = [];
+  for (const arch of arches) {
+    const target = join(ASSETS_DIR, arch);
+    const bytes = readFileSync(cachedBusyboxPath(arch));
+    if (!existsSync(target) || !readFileSync(target).equals(bytes)) {
+      writeAtomic(target, bytes, 0o755);
+      changed.push(target);
+    }
+  }
+  const module = embeddedModuleText(arches);
+  if (!existsSync(EMBEDDED_MODULE) || readFileSync(EMBEDDED_MODULE, "utf8") !== module) {
+    writeAtomic(EMBEDDED_MODULE, new TextEncoder().encode(module));
+    changed.push(EMBEDDED_MODULE);
+  }
+  return changed;
+}
+
+export function embeddedModuleText(arches: BusyboxArch[]): string {
+  const lines = [
+    "// @ts-nocheck -- the imported binaries have no extension and so no module type.",
+    "// Generated by scripts/fetch-busybox.ts; not committed. Static imports with type \"file\" are what",
+    "// `bun build --compile` embeds; src/assets/busybox.ts imports this module only if it exists.",
+    ...arches.map((arch) => `import ${arch} from "./busybox/${arch}" with { type: "file" };`),
+    "",
+    "export const embeddedBusybox = {",
+    ...arches.map((arch) => `  ${arch}: { path: ${arch}, version: ${JSON.stringify(BUSYBOX_PINS[arch].version)} },`),
+    "};",
+    "",
+  ];
+  return lines.join("\n");
+}
+
+// --- internal ---
+
+async function pinGoneError(arch: BusyboxArch, pin: BusyboxPin, mirror: string): Promise<UserError> {
+  const message =
+    `busybox-static ${pin.version} for ${arch} is no longer on ${mirror} ` +
+    "(Debian replaces pool files when a point release rebuilds a package).";
+  const update = "Run `bun scripts/fetch-busybox.ts --update-pins` to re-pin from the signed index, then commit src/assets/busybox-pins.ts.";
+  try {
+    const release = await fetchRelease(mirror, BUSYBOX_SUITE, false);
+    const now = await lookupPackage(mirror, BUSYBOX_SUITE, release, arch, "busybox-static");
+    if (!now) return new UserError(message, `${BUSYBOX_SUITE} no longer has busybox-static for ${arch}. ${update}`);
+    return new UserError(
+      message,
+      `${BUSYBOX_SUITE}'s Packages index now has ${now.version}: ${now.filename}, ${now.size} bytes, sha256 ${now.sha256}` +
+        `${now.verified ? " (InRelease signature checked)" : " (NOT verified: gpgv or debian-archive-keyring missing)"}. ${update}`,
+    );
+  } catch (error) {
+    return new UserError(message, `${update} (Looking up the current version failed: ${(error as Error).message})`);
+  }
+}
+
+function writeAtomic(path: string, bytes: Uint8Array, mode = 0o644): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const temp = `${path}.${process.pid}.tmp`;
+  writeFileSync(temp, bytes);
+  chmodSync(temp, mode);
+  renameSync(temp, path);
+}
