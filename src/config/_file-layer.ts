@@ -27,14 +27,50 @@ export async function loadFileLayers(cwd: string, configFile?: string): Promise<
   registerVirtualModules();
   if (configFile) return [await loadExplicitFile(resolve(cwd, configFile))];
 
-  const r = await c12Load({ name: CONFIG_NAME, cwd, rcFile: RC_FILE }, `the config file in ${cwd}`);
+  const r = await c12Load({ name: CONFIG_NAME, cwd, rcFile: false }, `the config file in ${cwd}`);
   const layers: FileLayer[] = [];
   const rcPath = join(cwd, RC_FILE);
-  const rc = r.layers?.find((l) => l.configFile === RC_FILE)?.config;
-  if (rc && existsSync(rcPath)) layers.push(toFileLayer(rc, rcPath, readFileSync(rcPath, "utf8")));
-  const main = r.layers?.find((l) => l.configFile !== RC_FILE && l.config)?.config;
-  if (main && r._configFile) layers.push(toFileLayer(main, r._configFile, readText(r._configFile)));
+  if (existsSync(rcPath)) {
+    const text = readText(rcPath);
+    const { values, lines } = parseRcFile(text, rcPath);
+    layers.push(toFileLayer(values, rcPath, text, lines));
+  }
+  if (r._configFile && r.config) layers.push(toFileLayer(r.config, r._configFile, readText(r._configFile)));
   return layers;
+}
+
+/**
+ * `.flashliverc` in c12's rc format (`key=value`, `key[]=value` for list items, `#` comments),
+ * parsed here rather than by rc9, which guesses types from the text: `wifiPassword=00123456`
+ * became the number 123456 and `wifiPassword=true` a boolean. Here a value is text (a JSON-quoted
+ * "..." is unquoted) and the key's own type decides. A plain key given twice is refused, since
+ * rc9 would silently keep only the last (easy to do with seed-style repeated ssh-key lines).
+ */
+export function parseRcFile(text: string, file: string): { values: Record<string, unknown>; lines: Record<string, number> } {
+  const values: Record<string, unknown> = {};
+  const lines: Record<string, number> = {};
+  text.split(/\r?\n/).forEach((line, i) => {
+    if (line.trim() === "" || line.trimStart().startsWith("#")) return;
+    const m = /^\s*([^\s=]+?)(\[\])?\s*=(.*)$/.exec(line);
+    if (!m) throw new UserError(`${file}:${i + 1}: expected key=value.`, "Write key=value, or key[]=value for each item of a list.");
+    const [, key, list, rawValue] = m as unknown as [string, string, string | undefined, string];
+    let value = rawValue.trim();
+    if (/^".*"$/.test(value)) {
+      try {
+        value = JSON.parse(value);
+      } catch {}
+    }
+    if (list) {
+      values[key] = [...((values[key] as string[] | undefined) ?? []), value];
+    } else {
+      if (key in values)
+        throw new UserError(`${file}:${i + 1}: \`${key}\` is given twice.`, `For a list write one \`${key}[]=...\` line per item.`);
+      values[key] = value;
+    }
+    const canonical = canonicalKey(key) ?? key;
+    lines[canonical] ??= i + 1;
+  });
+  return { values, lines };
 }
 
 /**

@@ -5,6 +5,8 @@ import { join, resolve } from "node:path";
 import { verify } from "unixcrypt";
 import { CancelledError, UserError } from "../../../src/errors.ts";
 import { parseSeedConf } from "../../../src/config/seed-conf.ts";
+import { loadFlashConfig } from "../../../src/config/load.ts";
+import { resolveCustomization } from "../../../src/customize/resolve.ts";
 import { checkHostname, checkTimezone, checkUser, checkWifiPassword, readHostTimezone, runConfigInit } from "../../../src/config/init.ts";
 
 type Prompts = NonNullable<Parameters<typeof runConfigInit>[0]["prompts"]>;
@@ -21,9 +23,11 @@ let n = 0;
 function sandbox() {
   const dir = join(tmp, `case-${n++}`);
   mkdirSync(join(dir, "home/.ssh"), { recursive: true });
-  writeFileSync(join(dir, "home/.ssh/id_ed25519.pub"), "ssh-ed25519 AAAAC3Nza me@host\n");
-  writeFileSync(join(dir, "home/.ssh/id_rsa.pub"), "ssh-rsa AAAAB3Nza me@host\n");
-  writeFileSync(join(dir, "home/.ssh/id_ed25519"), "private: not offered\n");
+  // Real keys: the customization resolver checks that they parse as public keys.
+  for (const name of ["id_ed25519", "work_ed25519"]) {
+    const r = Bun.spawnSync(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", join(dir, "home/.ssh", name)]);
+    if (r.exitCode !== 0) throw new Error(r.stderr.toString());
+  }
   return { cwd: dir, home: join(dir, "home") };
 }
 
@@ -277,13 +281,23 @@ describe("config init through a pty", () => {
     expect(config).toMatchObject({
       hostname: "ptyboat",
       user: "skipper",
-      sshKeys: ["~/.ssh/id_ed25519.pub", "~/.ssh/id_rsa.pub"],
+      sshKeys: ["~/.ssh/id_ed25519.pub", "~/.ssh/work_ed25519.pub"],
       wifiSsid: "Harbour 5G",
       wifiPassword: "12345678",
       wifiCountry: "GB",
     });
     expect(config.timezone).toBe(readHostTimezone());
     expect(verify("hunter2!", config.passwordHash!)).toBe(true);
+
+    // What `flash --config out.conf` does with it: the config layers load it and the customization
+    // resolver accepts it (key files read, hash kept, Wi-Fi PSK derived).
+    const loaded = await loadFlashConfig({ cwd, configFile: "out.conf", env: {}, flags: {} });
+    expect(loaded.sources.hostname).toMatchObject({ layer: "file", file, line: 3 });
+    const resolved = resolveCustomization(loaded.config, { home, cwd })!;
+    expect(resolved.hostname).toBe("ptyboat");
+    expect(resolved.user?.passwordHash).toBe(config.passwordHash);
+    expect(resolved.user?.sshKeys.map((k) => k.split(" ")[2])).toEqual(["id_ed25519", "work_ed25519"]);
+    expect(resolved.wifi?.ssid).toBe("Harbour 5G");
   });
 
   test("Ctrl-C cancels cleanly: exit 1, nothing written", async () => {

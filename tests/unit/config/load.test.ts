@@ -55,6 +55,16 @@ describe("file layer discovery (fixture folders)", () => {
     expect(r.sources.sshKeys).toEqual({ layer: "file", file: join(FIX, "rc-only/.flashliverc"), line: 3 });
   });
 
+  test(".flashliverc values are text typed by their key (no number/boolean guessing), JSON quotes removed", async () => {
+    const r = await load("rc-types");
+    expect(r.config).toMatchObject({ wifiSsid: "1234", wifiPassword: "00123456", hostname: "quoted-boat", verify: false });
+    expect(r.sources.wifiPassword?.line).toBe(3);
+  });
+
+  test(".flashliverc: a plain key given twice is refused (rc9 would keep only the last ssh key)", async () => {
+    await expect(load("rc-repeated")).rejects.toThrow(/\.flashliverc:2: `ssh-key` is given twice/);
+  });
+
   test("flash-live.config.* is above .flashliverc; both are read", async () => {
     const r = await load("rc-and-json");
     expect(r.config.hostname).toBe("from-json");
