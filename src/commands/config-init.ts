@@ -1,5 +1,8 @@
-import { defineCommand, renderUsage } from "citty";
+import { defineCommand, renderUsage, type CommandDef } from "citty";
 import { DEFAULT_CONFIG_FILE, runConfigInit } from "../config/init.ts";
+
+// Usage text names the full command; this command is loaded lazily and does not know its parent.
+const USAGE_PARENT: CommandDef<any> = { meta: { name: "flash-live config" } };
 
 const command = defineCommand({
   meta: { name: "init", description: "Ask for hostname, user, password, SSH keys, Wi-Fi and timezone; write a key=value config file (mode 0600)." },
@@ -7,7 +10,7 @@ const command = defineCommand({
     file: { type: "positional", required: false, default: DEFAULT_CONFIG_FILE, description: "File to write" },
   },
   async run({ args }) {
-    await runConfigInit({ file: args.file || DEFAULT_CONFIG_FILE, usage: await renderUsage(command) });
+    await runConfigInit({ file: args.file || DEFAULT_CONFIG_FILE, usage: await renderUsage(command, USAGE_PARENT) });
   },
 });
 

@@ -325,7 +325,7 @@ describe("config init through a pty", () => {
     expect(r.exitCode).toBe(2);
     const all = stripAnsi(r.stdout.toString() + r.stderr.toString());
     expect(all).toContain("needs a terminal");
-    expect(all).toMatch(/USAGE.*init.*\[FILE\]/);
+    expect(all).toMatch(/USAGE.*flash-live config init.*\[FILE\]/);
     expect(readdirSync(cwd)).toEqual(["home"]);
   });
 });
