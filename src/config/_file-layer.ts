@@ -106,7 +106,7 @@ async function loadExplicitFile(file: string): Promise<FileLayer> {
   const text = readText(file);
   if (ext === ".conf" || (!SUPPORTED_EXTENSIONS.includes(ext) && looksLikeKeyValue(text))) {
     const { config, origin } = parseSeedConf(text, file);
-    return toFileLayer(config as Record<string, unknown>, file, text, originLines(origin));
+    return toFileLayer(config as Record<string, unknown>, file, text, originLines(origin), originItemLines(origin));
   }
   if (!SUPPORTED_EXTENSIONS.includes(ext))
     throw new UserError(
@@ -125,7 +125,13 @@ function looksLikeKeyValue(text: string): boolean {
   return lines.length > 0 && lines.every((l) => /^\s*[A-Za-z][\w-]*\s*=/.test(l));
 }
 
-function toFileLayer(raw: Record<string, unknown>, file: string, text: string, lines?: Partial<Record<string, number>>): FileLayer {
+function toFileLayer(
+  raw: Record<string, unknown>,
+  file: string,
+  text: string,
+  lines?: Partial<Record<string, number>>,
+  itemLines?: Partial<Record<string, number[]>>,
+): FileLayer {
   const entries: LayerEntry[] = [];
   const seen = new Map<ConfigKey, string>();
   for (const [spelling, value] of Object.entries(raw)) {
@@ -140,7 +146,7 @@ function toFileLayer(raw: Record<string, unknown>, file: string, text: string, l
     seen.set(key, spelling);
     let v = coerceValue(key, value, file);
     if (key === "plugins") v = (v as string[]).map((p) => anchorPluginPath(p, dirname(file)));
-    entries.push({ key, value: v, source: { layer: "file", file, line: lines?.[key] ?? findKeyLine(text, key) } });
+    entries.push({ key, value: v, source: { layer: "file", file, line: lines?.[key] ?? findKeyLine(text, key) }, itemLines: itemLines?.[key] });
   }
   return { file, entries };
 }
@@ -171,6 +177,19 @@ function originLines(origin: unknown): Partial<Record<string, number>> {
     const key = canonicalKey(base) ?? base;
     const line = lineOf(v);
     if (line && (out[key] === undefined || line < out[key]!)) out[key] = line;
+  }
+  return out;
+}
+
+/** parseSeedConf's `sshKeys.0`, `sshKeys.1`, ... -> the line of each item. */
+function originItemLines(origin: unknown): Partial<Record<string, number[]>> {
+  const out: Partial<Record<string, number[]>> = {};
+  if (!origin || typeof origin !== "object") return out;
+  for (const [k, v] of Object.entries(origin as Record<string, unknown>)) {
+    const m = /^(.+)\.(\d+)$/.exec(k);
+    const key = m && canonicalKey(m[1]!);
+    const line = lineOf(v);
+    if (key && line) (out[key] ??= [])[Number(m[2])] = line;
   }
   return out;
 }

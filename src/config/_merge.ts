@@ -24,7 +24,12 @@ export interface LayerEntry {
   key: ConfigKey;
   value: unknown;
   source: ConfigSource;
+  /** For lists: the line of each item, when known (the seed's repeated `ssh-key=` lines). */
+  itemLines?: (number | undefined)[];
 }
+
+/** For each list key, where each item of the merged list came from. */
+export type ItemSources = Partial<Record<ConfigKey, ConfigSource[]>>;
 
 const TRUE = new Set(["1", "true", "yes", "on"]);
 const FALSE = new Set(["0", "false", "no", "off"]);
@@ -88,27 +93,37 @@ export function describeSource(s: ConfigSource): string {
 }
 
 /** Merges layers in order (lowest first): scalars override, lists follow `isAppendList`. */
-export function mergeLayers(layers: LayerEntry[][]): { config: FlashLiveConfig; sources: ConfigSources } {
+export function mergeLayers(layers: LayerEntry[][]): { config: FlashLiveConfig; sources: ConfigSources; itemSources: ItemSources } {
   const config: Record<string, unknown> = {};
   const sources: ConfigSources = {};
+  const itemSources: ItemSources = {};
   for (const layer of layers) {
-    for (const { key, value, source } of layer) {
+    for (const { key, value, source, itemLines } of layer) {
       if (value === undefined) continue;
       if (KEY_KINDS[key] === "list") {
         const items = value as string[];
+        const itemSource = (i: number): ConfigSource => (itemLines?.[i] ? { ...source, line: itemLines[i] } : source);
         if (isAppendList(key, items, describeSource(source))) {
-          const before = (config[key] as string[] | undefined) ?? [];
-          const added = items.map((i) => i.slice(1).trim()).filter((i) => i !== "" && !before.includes(i));
-          config[key] = [...before, ...added];
+          const merged = [...((config[key] as string[] | undefined) ?? [])];
+          const from = [...(itemSources[key] ?? [])];
+          items.forEach((raw, i) => {
+            const item = raw.slice(1).trim();
+            if (item === "" || merged.includes(item)) return;
+            merged.push(item);
+            from.push(itemSource(i));
+          });
+          config[key] = merged;
+          itemSources[key] = from;
           sources[key] = sources[key] ? { ...source, appendedTo: sources[key] } : source;
           continue;
         }
         config[key] = [...items];
+        itemSources[key] = items.map((_, i) => itemSource(i));
       } else {
         config[key] = value;
       }
       sources[key] = source;
     }
   }
-  return { config: config as FlashLiveConfig, sources };
+  return { config: config as FlashLiveConfig, sources, itemSources };
 }

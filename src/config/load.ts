@@ -22,13 +22,14 @@
  * plugin adds the seed's list; `plugins: ["!halos"]` turns it off).
  */
 import { CONFIG_KEYS, envName, canonicalKey, kebabName, KEY_KINDS, SECRET_KEYS, type ConfigKey } from "./_keys.ts";
-import { coerceValue, describeSource, mergeLayers, type ConfigSources, type LayerEntry } from "./_merge.ts";
+import { coerceValue, describeSource, mergeLayers, type ConfigSources, type ItemSources, type LayerEntry } from "./_merge.ts";
+import type { ConfOrigins } from "./seed-conf.ts";
 import { anchorPluginPath, loadFileLayers } from "./_file-layer.ts";
 import { UserError } from "../errors.ts";
 import type { FlashLiveConfig } from "./schema.ts";
 
 export { defineFlashLiveConfig } from "./_define-config.ts";
-export type { ConfigLayerName, ConfigSource, ConfigSources } from "./_merge.ts";
+export type { ConfigLayerName, ConfigSource, ConfigSources, ItemSources } from "./_merge.ts";
 export { envName, SECRET_KEYS } from "./_keys.ts";
 
 export const FLASH_LIVE_DEFAULTS: Readonly<FlashLiveConfig> = Object.freeze({
@@ -59,6 +60,8 @@ export interface LoadedFlashConfig {
   config: FlashLiveConfig;
   /** Which layer gave each key's value. */
   sources: ConfigSources;
+  /** For lists (sshKeys, services, plugins): where each item came from (appended lists mix layers). */
+  itemSources: ItemSources;
   /** Config files read, lowest first (empty if none). */
   files: string[];
   /** E.g. an unknown FLASH_LIVE_* variable (a likely typo). */
@@ -79,8 +82,24 @@ export async function loadFlashConfig(options: LoadFlashConfigOptions): Promise<
   const envLayer = readEnvLayer(env, cwd, warnings);
   const flagLayer = readFlagLayer(options.flags ?? {}, cwd);
 
-  const { config, sources } = mergeLayers([defaults, ...files.map((f) => f.entries), envLayer, flagLayer]);
-  return { config, sources, files: files.map((f) => f.file), warnings };
+  const { config, sources, itemSources } = mergeLayers([defaults, ...files.map((f) => f.entries), envLayer, flagLayer]);
+  return { config, sources, itemSources, files: files.map((f) => f.file), warnings };
+}
+
+/**
+ * The origins resolveCustomization (src/customize/resolve.ts) wants: `key` and `sshKeys.N` ->
+ * { file, line } for values that came from a config file, so its errors say FILE:LINE and relative
+ * ssh-key paths are taken relative to the file that names them. Values from env, flags or
+ * defaults are left out (their paths are relative to cwd).
+ */
+export function toConfOrigins(loaded: Pick<LoadedFlashConfig, "sources" | "itemSources">): ConfOrigins {
+  const out: ConfOrigins = {};
+  for (const [key, s] of Object.entries(loaded.sources)) if (s?.layer === "file" && s.file) out[key] = { file: s.file, line: s.line };
+  for (const [key, items] of Object.entries(loaded.itemSources))
+    items?.forEach((s, i) => {
+      if (s.layer === "file" && s.file) out[`${key}.${i}`] = { file: s.file, line: s.line };
+    });
+  return out;
 }
 
 /**

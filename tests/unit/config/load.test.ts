@@ -1,7 +1,9 @@
 import { describe, expect, test } from "bun:test";
 import { join, resolve } from "node:path";
 import { UserError } from "../../../src/errors.ts";
-import { FLASH_LIVE_DEFAULTS, formatSources, loadFlashConfig } from "../../../src/config/load.ts";
+import { FLASH_LIVE_DEFAULTS, formatSources, loadFlashConfig, toConfOrigins } from "../../../src/config/load.ts";
+import { resolveCustomization } from "../../../src/customize/resolve.ts";
+import { readFileSync } from "node:fs";
 
 const ROOT = resolve(import.meta.dir, "../../..");
 const FIX = join(ROOT, "tests/fixtures/config");
@@ -229,5 +231,28 @@ describe("formatSources", () => {
     expect(out).toMatch(/^services +x +env FLASH_LIVE_SERVICES \(\+ default\)$/m);
     expect(out).toMatch(/^verify +true +default$/m);
     expect(out.split("\n")[0]).toMatch(/^key +value +from$/);
+  });
+});
+
+describe("toConfOrigins (for resolveCustomization)", () => {
+  test("file values keep file:line, per ssh-key line; env/flag/default values are left out", async () => {
+    const file = join(FIX, "seed/myboat.conf");
+    const r = await load("empty", { configFile: file, env: { FLASH_LIVE_SSH_KEYS: "+~/.ssh/extra.pub", FLASH_LIVE_USER: "envuser" } });
+    expect(r.itemSources.sshKeys?.map((s) => s.line ?? s.name)).toEqual([5, 6, "FLASH_LIVE_SSH_KEYS"]);
+    const o = toConfOrigins(r);
+    expect(o.hostname).toEqual({ file, line: 2 });
+    expect(o["sshKeys.0"]).toEqual({ file, line: 5 });
+    expect(o["sshKeys.1"]).toEqual({ file, line: 6 });
+    expect(o["sshKeys.2"]).toBeUndefined();
+    expect(o.user).toBeUndefined();
+    expect(o.verify).toBeUndefined();
+  });
+
+  test("a relative ssh-key path in a .conf given from another directory is read relative to the .conf", async () => {
+    const r = await load("empty", { configFile: "../seed-relative/boat.conf" });
+    const resolved = resolveCustomization(r.config, { home: join(FIX, "empty"), cwd: join(FIX, "empty"), origin: toConfOrigins(r) });
+    expect(resolved?.user?.sshKeys).toEqual([readFileSync(join(FIX, "seed-relative/keys/test.pub"), "utf8").trim()]);
+    // Without the origins the same path would be looked up in cwd, and fail there.
+    expect(() => resolveCustomization(r.config, { home: join(FIX, "empty"), cwd: join(FIX, "empty") })).toThrow();
   });
 });
