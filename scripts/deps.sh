@@ -12,7 +12,7 @@ DEBIAN_PACKAGES=(
   openssh-client openssh-server                                 # SSH tests against a real sshd
   libc6-arm64-cross                                             # qemu-aarch64 -L for the arm64 binary
   shellcheck wpasupplicant openssl util-linux                   # oracles: lint, wpa_passphrase, passwd -6, script(1)
-  ca-certificates
+  binutils gpg gpgv debian-archive-keyring ca-certificates        # .deb checks, busybox re-pinning
 )
 
 missing=()

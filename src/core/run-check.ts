@@ -60,7 +60,7 @@ export interface CheckReport {
 export async function check(req: CheckRequest): Promise<CheckReport> {
   const interactive = req.interactive ?? isInteractive();
   const hooks = createFlashHooks();
-  registerPlugins(hooks, await loadPlugins(req.config.plugins ?? [], { baseDir: req.configDir }));
+  await registerPlugins(hooks, await loadPlugins(req.config.plugins ?? [], { baseDir: req.configDir }), { config: req.config });
   const name = req.local ? "local" : (req.destination ?? "?");
   let target: Target;
   try {

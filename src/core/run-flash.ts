@@ -26,7 +26,7 @@ export async function flash(req: FlashRequest): Promise<FlashResult> {
   const interactive = req.interactive ?? isInteractive();
   if (!req.local && !req.destination) throw new UserError("No host given.", "Usage: flash-live flash HOST IMAGE, or flash-live flash --local IMAGE", 2);
   const hooks = createFlashHooks();
-  registerPlugins(hooks, await loadPlugins(req.config.plugins ?? [], { baseDir: req.configDir }));
+  await registerPlugins(hooks, await loadPlugins(req.config.plugins ?? [], { baseDir: req.configDir }), { config: req.config });
   const started = performance.now();
   const target = await connectTarget({ ...req, interactive });
   try {
