@@ -1,0 +1,26 @@
+#!/usr/bin/env bun
+/**
+ * Build (or reuse from the cache) the QEMU board images the e2e tests and the demo use.
+ *   bun scripts/build-boards.ts            all images
+ *   bun scripts/build-boards.ts A L L2     some
+ * Cache: $FLASH_LIVE_BOARD_CACHE or /var/cache/flash-live-boards. Needs root (debootstrap, chroot).
+ */
+import { ensureImage } from "../tests/harness/build-image.ts";
+import { IMAGE_NAMES, isImageName } from "../tests/harness/recipes.ts";
+
+const names = process.argv.slice(2);
+const unknown = names.filter((n) => !isImageName(n));
+if (unknown.length > 0) {
+  console.error(`unknown image(s): ${unknown.join(", ")}; known: ${IMAGE_NAMES.join(", ")}`);
+  process.exitCode = 2;
+} else {
+  const t0 = performance.now();
+  for (const name of names.length > 0 ? names.filter(isImageName) : IMAGE_NAMES) {
+    const img = await ensureImage(name);
+    const mib = (n: number) => `${(n / 1048576).toFixed(0)} MiB`;
+    console.log(
+      `${img.name.padEnd(8)} ${img.buildSeconds > 0 ? `built in ${img.buildSeconds} s` : "cached"}  raw ${mib(img.sizes.raw)}  xz ${mib(img.sizes.xz)}  gz ${mib(img.sizes.gz)}  zst ${mib(img.sizes.zst)}  ${img.raw}`,
+    );
+  }
+  console.log(`total ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}

@@ -1,0 +1,266 @@
+import { createHash } from "node:crypto";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import { chroot, log, run, since } from "./_run.ts";
+import { ensureTree, hashOf, ROOTFS_DIR } from "./build-tree.ts";
+import { cachePath } from "./paths.ts";
+import { BOARD_MARKER_PATH, BOARD_MARKER_TEXT, IMAGES, type ImageName, type ImageRecipe } from "./recipes.ts";
+
+/**
+ * Board images, laid out like a Raspberry Pi OS image: partition 1 FAT32 `bootfs` with the kernel,
+ * initramfs, cmdline.txt and config.txt; partition 2 ext4 `rootfs`. Built without loop mounts
+ * (this machine's kernel has no vfat): mkfs.vfat -C + mtools for the FAT, `mkfs.ext4 -d` straight
+ * into the image file at the partition's offset. Cached in <cache>/images/<name>-<hash>/.
+ */
+export interface BoardImage {
+  name: ImageName;
+  /** Content of /etc/image-id. */
+  marker: string;
+  hostname: string;
+  /** Cache key: hash of the recipe (tree layers, these sources, rootfs files, parameters). */
+  key: string;
+  dir: string;
+  raw: string;
+  gz: string;
+  xz: string;
+  zst: string;
+  sizes: { raw: number; gz: number; xz: number; zst: number };
+  /** sha256 of the raw image. */
+  sha256: string;
+  table: "dos" | "gpt";
+  /** PARTUUIDs as the kernel sees them (cmdline.txt uses root=PARTUUID=<root>). */
+  partuuid: { boot: string; root: string };
+  /** Partition offsets and sizes in bytes. */
+  partitions: { start: number; size: number }[];
+  cmdline: string;
+  /** Seconds the build took (0 when reused from the cache). */
+  buildSeconds: number;
+}
+
+const building = new Map<ImageName, Promise<BoardImage>>();
+
+/** Build (or reuse from the cache) one board image with its .gz/.xz/.zst siblings. */
+export function ensureImage(name: ImageName): Promise<BoardImage> {
+  const recipe = IMAGES[name];
+  if (!recipe) throw new Error(`no board image named ${name}`);
+  let p = building.get(name);
+  if (!p) {
+    p = buildOrReuse(recipe);
+    building.set(name, p);
+    p.catch(() => building.delete(name));
+  }
+  return p;
+}
+
+// --- internal ---
+
+async function buildOrReuse(recipe: ImageRecipe): Promise<BoardImage> {
+  const tree = await ensureTree(recipe.tree);
+  const rootfsParts = [{ files: join(ROOTFS_DIR, recipe.flavor) }];
+  if (recipe.tree === "cloud") rootfsParts.push({ files: join(ROOTFS_DIR, "cloud") }, { files: join(ROOTFS_DIR, "cloud-bootfs") });
+  const key = hashOf(tree.key, readFileSync(import.meta.path, "utf8"), JSON.stringify(recipe), ...rootfsParts);
+  const dir = cachePath("images", `${recipe.name}-${key}`);
+  const infoPath = join(dir, "info.json");
+  if (existsSync(infoPath)) return { ...(JSON.parse(readFileSync(infoPath, "utf8")) as BoardImage), buildSeconds: 0 };
+
+  const t0 = performance.now();
+  const tmp = `${dir}.tmp-${process.pid}`;
+  await run(["rm", "-rf", tmp]);
+  mkdirSync(tmp, { recursive: true });
+  log(`building image ${recipe.name} (${recipe.name}-${key})`);
+  try {
+    const info = await build(recipe, key, tree.path, tmp, dir);
+    info.buildSeconds = since(t0);
+    writeFileSync(join(tmp, "info.json"), `${JSON.stringify(info, null, 2)}\n`);
+    await run(["rm", "-rf", dir]);
+    await run(["mv", "-T", tmp, dir]);
+    log(`image ${recipe.name} built in ${info.buildSeconds} s (raw ${mib(info.sizes.raw)}, xz ${mib(info.sizes.xz)})`);
+    const imagesDir = cachePath("images");
+    for (const entry of readdirSync(imagesDir)) {
+      if (entry.startsWith(`${recipe.name}-`) && entry !== `${recipe.name}-${key}` && !entry.includes(".tmp-") && entry.slice(recipe.name.length + 1).length === key.length) {
+        await run(["rm", "-rf", join(imagesDir, entry)], { check: false });
+      }
+    }
+    return info;
+  } catch (e) {
+    await run(["rm", "-rf", tmp], { check: false });
+    throw e;
+  }
+}
+
+async function build(recipe: ImageRecipe, key: string, treePath: string, tmp: string, finalDir: string): Promise<BoardImage> {
+  const ids = idsFor(recipe.name);
+  const hostname = `board-${recipe.marker.toLowerCase()}`;
+  const partuuid = recipe.table === "dos"
+    ? { boot: `${ids.diskId}-01`, root: `${ids.diskId}-02` }
+    : { boot: ids.bootGuid, root: ids.rootGuid };
+
+  // 1. Root tree: a copy of the shared tree plus this image's identity.
+  const root = join(tmp, "root");
+  await run(["cp", "-a", `${treePath}/.`, root]);
+  await run(["rm", "-f", join(root, ".flash-live-complete")]);
+  await run(["cp", "-a", "--no-preserve=ownership", `${ROOTFS_DIR}/${recipe.flavor}/.`, `${root}/`]);
+  if (recipe.tree === "cloud") await run(["cp", "-a", "--no-preserve=ownership", `${ROOTFS_DIR}/cloud/.`, `${root}/`]);
+  writeFileSync(join(root, "etc/image-id"), `${recipe.marker}\n`);
+  writeFileSync(join(root, BOARD_MARKER_PATH.slice(1)), BOARD_MARKER_TEXT);
+  writeFileSync(join(root, "etc/hostname"), `${hostname}\n`);
+  writeFileSync(join(root, "etc/hosts"), `127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`);
+  writeFileSync(join(root, "etc/machine-id"), `${ids.machineId}\n`);
+  for (const [type, bits] of [["ed25519", []], ["ecdsa", []], ["rsa", ["-b", "3072"]]] as const) {
+    await run(["ssh-keygen", "-q", "-t", type, ...bits, "-N", "", "-C", `root@${hostname}`, "-f", join(root, `etc/ssh/ssh_host_${type}_key`)]);
+  }
+  // As on Raspberry Pi OS: both partitions by PARTUUID, /boot/firmware WITHOUT nofail (a nofail
+  // mount is not ordered before local-fs.target, so a systemd.run= script could start before it).
+  writeFileSync(join(root, "etc/fstab"), [
+    "proc            /proc           proc    defaults          0       0",
+    `PARTUUID=${partuuid.boot}  /boot/firmware  vfat    defaults          0       2`,
+    `PARTUUID=${partuuid.root}  /               ext4    defaults,noatime  0       1`,
+    "",
+  ].join("\n"));
+  mkdirSync(join(root, "boot/firmware"), { recursive: true });
+  if (recipe.flavor === "light") await makeLight(root);
+
+  // 2. Boot files move to the FAT partition, where the board's "firmware" (firmware.ts) finds them.
+  const bootDir = join(tmp, "bootfs");
+  mkdirSync(bootDir);
+  const bootFiles = readdirSync(join(root, "boot"));
+  const kernel = bootFiles.find((f) => f.startsWith("vmlinuz-"));
+  const initrd = bootFiles.find((f) => f.startsWith("initrd.img-"));
+  if (!kernel || !initrd) throw new Error(`no kernel/initrd in ${root}/boot (${bootFiles.join(", ")})`);
+  await run(["mv", join(root, "boot", kernel), join(bootDir, "vmlinuz")]);
+  await run(["mv", join(root, "boot", initrd), join(bootDir, "initrd.img")]);
+  await run(["rm", "-f", join(root, "vmlinuz"), join(root, "vmlinuz.old"), join(root, "initrd.img"), join(root, "initrd.img.old")]);
+  const cmdline = `console=ttyS0,115200 root=PARTUUID=${partuuid.root} rootfstype=ext4 fsck.repair=yes rootwait`;
+  writeFileSync(join(bootDir, "cmdline.txt"), `${cmdline}\n`);
+  writeFileSync(join(bootDir, "config.txt"), [
+    "# Read by the test harness's \"firmware\" (tests/harness/firmware.ts) like a Pi's config.txt:",
+    "# the kernel and initramfs to boot; the command line is cmdline.txt.",
+    "[all]",
+    "kernel=vmlinuz",
+    "initramfs initrd.img followkernel",
+    "",
+  ].join("\n"));
+  if (recipe.tree === "cloud") await run(["cp", `${ROOTFS_DIR}/cloud-bootfs/meta-data`, `${ROOTFS_DIR}/cloud-bootfs/user-data`, bootDir]);
+
+  // 3. The disk: partition table, FAT, ext4.
+  const raw = join(tmp, `${recipe.name}.img`);
+  const MiB = 1024 * 1024;
+  await run(["truncate", "-s", String(recipe.diskMiB * MiB), raw]);
+  const bootStart = 8192; // sectors: 4 MiB, as Raspberry Pi OS
+  const bootSectors = recipe.bootMiB * 2048;
+  const script = recipe.table === "dos"
+    ? [
+      "label: dos", `label-id: 0x${ids.diskId}`, "unit: sectors",
+      `start=${bootStart}, size=${bootSectors}, type=c`,
+      `start=${bootStart + bootSectors}, type=83`,
+    ]
+    : [
+      "label: gpt", `label-id: ${ids.diskGuid}`, "unit: sectors",
+      `start=${bootStart}, size=${bootSectors}, type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7, uuid=${ids.bootGuid}, name="bootfs"`,
+      `start=${bootStart + bootSectors}, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=${ids.rootGuid}, name="rootfs"`,
+    ];
+  await run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", raw], { stdin: `${script.join("\n")}\n` });
+  const table = JSON.parse((await run(["sfdisk", "-J", raw])).stdout).partitiontable as { partitions: { start: number; size: number }[] };
+  const partitions = table.partitions.map((p) => ({ start: p.start * 512, size: p.size * 512 }));
+  const [bootPart, rootPart] = partitions as [{ start: number; size: number }, { start: number; size: number }];
+
+  const fat = join(tmp, "bootfs.fat");
+  await run(["mkfs.vfat", "-F", "32", "-n", "bootfs", "-i", ids.fatVolumeId, "-C", fat, String(bootPart.size / 1024)]);
+  await run(["mcopy", "-i", fat, "-o", ...readdirSync(bootDir).sort().map((f) => join(bootDir, f)), "::/"]);
+  copyInto(fat, raw, bootPart.start);
+
+  await run([
+    "mkfs.ext4", "-q", "-F", "-L", "rootfs", "-U", ids.rootFsUuid, "-E", `offset=${rootPart.start},hash_seed=${ids.hashSeed}`,
+    "-d", root, raw, `${rootPart.size / 1024}k`,
+  ]);
+  await run(["rm", "-rf", root, bootDir, fat]);
+
+  // 4. The compressed forms (xz -1: ~5x faster than -6 for nearly the same size, FIELD-NOTES §2).
+  const t0 = performance.now();
+  await Promise.all([
+    run(["xz", "-k", "-T0", "-1", "-f", raw]),
+    run(["sh", "-c", 'gzip -1 -c "$1" > "$1.gz" && zstd -q -T0 -3 -f "$1" -o "$1.zst"', "-", raw]),
+  ]);
+  log(`compressed ${recipe.name} in ${since(t0)} s`);
+
+  const sizes = {
+    raw: statSync(raw).size,
+    gz: statSync(`${raw}.gz`).size,
+    xz: statSync(`${raw}.xz`).size,
+    zst: statSync(`${raw}.zst`).size,
+  };
+  const rawFinal = join(finalDir, `${recipe.name}.img`);
+  return {
+    name: recipe.name, marker: recipe.marker, hostname, key, dir: finalDir,
+    raw: rawFinal, gz: `${rawFinal}.gz`, xz: `${rawFinal}.xz`, zst: `${rawFinal}.zst`,
+    sizes, sha256: await sha256File(raw), table: recipe.table, partuuid, partitions, cmdline, buildSeconds: 0,
+  };
+}
+
+/**
+ * Light boards: the same Debian userland, but PID 1 is busybox init running rootfs/light's rcS.
+ * No systemd, no udev (flash-live must cope with a board without systemctl), and only the kernel
+ * modules a board uses, so the image stays small and a flash takes seconds.
+ */
+async function makeLight(root: string): Promise<void> {
+  await run(["sh", "-c", [
+    'cd "$1"',
+    "rm -rf usr/lib/systemd usr/lib/udev etc/systemd etc/udev var/log/journal usr/share/zoneinfo usr/lib/x86_64-linux-gnu/gconv",
+    "rm -f usr/bin/systemctl usr/bin/journalctl usr/bin/udevadm usr/bin/loginctl usr/bin/busctl usr/bin/systemd* usr/bin/*ctl",
+    "rm -f usr/sbin/init usr/sbin/reboot usr/sbin/halt usr/sbin/poweroff usr/sbin/shutdown usr/sbin/runlevel usr/sbin/telinit",
+    "for a in init reboot halt poweroff; do ln -s ../bin/busybox usr/sbin/$a; done",
+    // Modules: disk buses, filesystems, USB storage, virtio net; nothing else.
+    "cd usr/lib/modules/*/kernel",
+    "find . -name '*.ko*' | grep -vE '^\\./(fs|lib|crypto|block)/|^\\./drivers/(block|nvme|mmc|virtio|usb/(storage|host|core|common)|scsi/(sd_mod|scsi_mod|scsi_common|virtio_scsi)|net/(virtio_net|net_failover)|char/hw_random/virtio)|^\\./net/core/failover' | xargs rm -f",
+  ].join(" && "), "-", root]);
+  const version = readdirSync(join(root, "usr/lib/modules"))[0]!;
+  await chroot(root, ["depmod", "-a", version]);
+}
+
+function copyInto(src: string, dst: string, offset: number): void {
+  // The destination is a fresh sparse file: skipping all-zero chunks keeps it sparse.
+  const chunk = Buffer.alloc(1024 * 1024);
+  const zero = Buffer.alloc(chunk.length);
+  const fin = openSync(src, "r");
+  const fout = openSync(dst, "r+");
+  try {
+    for (let pos = 0; ; ) {
+      const n = readSync(fin, chunk, 0, chunk.length, pos);
+      if (n === 0) break;
+      if (!(n === chunk.length && chunk.equals(zero))) writeSync(fout, chunk, 0, n, offset + pos);
+      pos += n;
+    }
+  } finally {
+    closeSync(fin);
+    closeSync(fout);
+  }
+}
+
+async function sha256File(path: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const chunk of Bun.file(path).stream()) h.update(chunk);
+  return h.digest("hex");
+}
+
+/** Per-image identifiers derived from the name: stable across rebuilds, different between images. */
+function idsFor(name: string) {
+  const hex = (label: string) => createHash("sha256").update(`flash-live-board:${name}:${label}`).digest("hex");
+  const guid = (label: string) => {
+    const h = hex(label);
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
+  };
+  return {
+    diskId: hex("disk-id").slice(0, 8),
+    diskGuid: guid("disk-guid"),
+    bootGuid: guid("boot-guid"),
+    rootGuid: guid("root-guid"),
+    rootFsUuid: guid("rootfs-uuid"),
+    hashSeed: guid("hash-seed"),
+    fatVolumeId: hex("fat-volume-id").slice(0, 8),
+    machineId: hex("machine-id").slice(0, 32),
+  };
+}
+
+function mib(n: number): string {
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}

@@ -1,0 +1,183 @@
+import { createHash } from "node:crypto";
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join, relative } from "node:path";
+import { chroot, log, run, since } from "./_run.ts";
+import { cachePath, ensureSuiteKey } from "./paths.ts";
+import { BOARD_USERS } from "./recipes.ts";
+
+/**
+ * Shared chroot trees the images start from, each cached under <cache>/trees/<layer>-<hash>:
+ *   debootstrap  Debian trixie minbase + the packages below (the only network-heavy step, ~80 s)
+ *   base         + users, keys, sudoers, initramfs for all board disk buses, no docs/apt caches
+ *   cloud        base + cloud-init (for B-cloud)
+ * A layer's hash covers its parent's hash and everything that shapes it, so editing a recipe
+ * rebuilds exactly the layers below the edit.
+ */
+export const DEBIAN = {
+  suite: "trixie",
+  mirror: "http://deb.debian.org/debian",
+  variant: "minbase",
+  // linux-image-amd64 (generic) rather than cloud-amd64: only the generic kernel has SD (sdhci-pci,
+  // mmc_block) and USB storage; the cloud kernel has neither. Both need an initramfs for virtio-blk.
+  packages: [
+    "systemd", "systemd-sysv", "udev", "dbus", "libpam-systemd", "openssh-server", "sudo",
+    "e2fsprogs", "dosfstools", "fdisk", "busybox-static", "kmod", "initramfs-tools", "linux-image-amd64",
+    "iproute2", "procps", "xz-utils", "zstd",
+  ],
+  cloudPackages: ["cloud-init"],
+} as const;
+
+const HERE = import.meta.dir;
+export const ROOTFS_DIR = join(HERE, "rootfs");
+
+export type TreeName = "base" | "cloud";
+
+export interface Tree {
+  path: string;
+  key: string;
+}
+
+/** sha256 over strings, and over files (relative path + mode + content) for directories. */
+export function hashOf(...parts: (string | { files: string })[]): string {
+  const h = createHash("sha256");
+  for (const part of parts) {
+    if (typeof part === "string") {
+      h.update(`s${part.length}:${part}`);
+      continue;
+    }
+    for (const file of listFiles(part.files)) {
+      const st = statSync(file);
+      h.update(`f${relative(part.files, file)}:${st.mode & 0o111 ? "x" : "-"}:`);
+      h.update(readFileSync(file));
+    }
+  }
+  return h.digest("hex").slice(0, 16);
+}
+
+export async function ensureTree(name: TreeName): Promise<Tree> {
+  const debootstrap = await ensureDebootstrapTree();
+  const { publicKey } = await ensureSuiteKey();
+  const baseKey = hashOf(debootstrap.key, readFileSync(import.meta.path, "utf8"), { files: join(ROOTFS_DIR, "common") }, publicKey);
+  const base = await ensureLayer("base", baseKey, async (dir) => {
+    await run(["cp", "-a", `${debootstrap.path}/.`, dir]);
+    await configureBase(dir, publicKey);
+  });
+  if (name === "base") return base;
+  const cloudKey = hashOf(base.key, DEBIAN.cloudPackages.join(" "));
+  return ensureLayer("cloud", cloudKey, async (dir) => {
+    await run(["cp", "-a", `${base.path}/.`, dir]);
+    await aptInstall(dir, DEBIAN.cloudPackages);
+  });
+}
+
+// --- internal ---
+
+async function ensureDebootstrapTree(): Promise<Tree> {
+  const key = hashOf(DEBIAN.suite, DEBIAN.mirror, DEBIAN.variant, DEBIAN.packages.join(","));
+  return ensureLayer("debootstrap", key, async (dir) => {
+    const t0 = performance.now();
+    await run([
+      "debootstrap", `--variant=${DEBIAN.variant}`, `--include=${DEBIAN.packages.join(",")}`,
+      DEBIAN.suite, dir, DEBIAN.mirror,
+    ]);
+    log(`debootstrap ${DEBIAN.suite}: ${since(t0)} s`);
+  });
+}
+
+/** Build a layer into a temporary dir and rename it in place: a half-built tree is never used. */
+async function ensureLayer(layer: string, key: string, build: (dir: string) => Promise<void>): Promise<Tree> {
+  const path = cachePath("trees", `${layer}-${key}`);
+  if (existsSync(join(path, ".flash-live-complete"))) return { path, key };
+  const tmp = `${path}.tmp-${process.pid}`;
+  await run(["rm", "-rf", tmp, path]);
+  await run(["mkdir", "-p", tmp]);
+  log(`building tree ${layer}-${key}`);
+  const t0 = performance.now();
+  try {
+    await build(tmp);
+  } catch (e) {
+    await run(["rm", "-rf", tmp], { check: false });
+    throw e;
+  }
+  writeFileSync(join(tmp, ".flash-live-complete"), `${key}\n`);
+  await run(["mv", "-T", tmp, path]);
+  log(`tree ${layer}-${key} built in ${since(t0)} s`);
+  // Older versions of this layer are dead weight (hundreds of MiB each).
+  const dir = cachePath("trees");
+  for (const entry of readdirSync(dir)) {
+    if (entry.startsWith(`${layer}-`) && entry !== `${layer}-${key}` && !entry.includes(".tmp-")) {
+      await run(["rm", "-rf", join(dir, entry)], { check: false });
+    }
+  }
+  return { path, key };
+}
+
+async function configureBase(dir: string, publicKey: string): Promise<void> {
+  await run(["cp", "-a", "--no-preserve=ownership", `${ROOTFS_DIR}/common/.`, `${dir}/`]);
+  await run(["chmod", "0440", `${dir}/etc/sudoers.d/010_pi-nopasswd`]);
+  await removeDocs(dir);
+  // debootstrap copied this machine's resolv.conf in; a board uses QEMU user-mode net's DNS.
+  writeFileSync(join(dir, "etc/resolv.conf"), "nameserver 10.0.2.3\n");
+
+  await chroot(dir, ["useradd", "-m", "-s", "/bin/bash", "-u", "1000", "-G", "sudo,adm", "pi"]);
+  await chroot(dir, ["useradd", "-m", "-s", "/bin/bash", "-u", "1001", "-G", "sudo", "strict"]);
+  await chroot(dir, ["chpasswd"], {
+    stdin: Object.entries(BOARD_USERS).map(([u, { password }]) => `${u}:${password}\n`).join(""),
+  });
+  for (const [home, owner] of [["root", "0:0"], ["home/pi", "1000:1000"], ["home/strict", "1001:1001"]] as const) {
+    await run(["install", "-d", "-m", "0700", "-o", owner.split(":")[0]!, "-g", owner.split(":")[1]!, `${dir}/${home}/.ssh`]);
+    writeFileSync(`${dir}/${home}/.ssh/authorized_keys`, `${publicKey}\n`, { mode: 0o600 });
+    await run(["chown", owner, `${dir}/${home}/.ssh/authorized_keys`]);
+  }
+
+  // Host keys and machine-id are per image (build-image.ts): A and B are different installs.
+  await run(["sh", "-c", 'rm -f "$1"/etc/ssh/ssh_host_* "$1"/etc/machine-id "$1"/var/lib/dbus/machine-id', "-", dir]);
+
+  // Timers that would only compete for the one emulated CPU during a test.
+  await chroot(dir, ["systemctl", "disable", "apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer", "fstrim.timer"]);
+  await chroot(dir, ["systemctl", "enable", "systemd-networkd.service"]);
+
+  const t0 = performance.now();
+  await chroot(dir, ["update-initramfs", "-u", "-k", "all"]);
+  log(`update-initramfs: ${since(t0)} s`);
+  await aptClean(dir);
+}
+
+async function aptInstall(dir: string, packages: readonly string[]): Promise<void> {
+  // Keep maintainer scripts from starting services inside the chroot; give apt a resolver.
+  writeFileSync(join(dir, "usr/sbin/policy-rc.d"), "#!/bin/sh\nexit 101\n", { mode: 0o755 });
+  writeFileSync(join(dir, "etc/resolv.conf"), readFileSync("/etc/resolv.conf"));
+  await run(["mount", "-t", "proc", "proc", join(dir, "proc")]);
+  try {
+    await chroot(dir, ["apt-get", "update"]);
+    await chroot(dir, ["apt-get", "install", "-y", "--no-install-recommends", ...packages]);
+  } finally {
+    await run(["umount", join(dir, "proc")], { check: false });
+    await run(["rm", "-f", join(dir, "usr/sbin/policy-rc.d")]);
+    writeFileSync(join(dir, "etc/resolv.conf"), "nameserver 10.0.2.3\n");
+  }
+  await aptClean(dir);
+}
+
+async function aptClean(dir: string): Promise<void> {
+  await run(["sh", "-c", 'rm -rf "$1"/var/cache/apt/*.bin "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*_* "$1"/var/log/apt/* "$1"/var/log/dpkg.log "$1"/var/cache/debconf/*-old', "-", dir]);
+}
+
+async function removeDocs(dir: string): Promise<void> {
+  await run(["sh", "-c", [
+    'cd "$1"',
+    "find usr/share/doc -mindepth 1 -not -name copyright -not -type d -delete",
+    "rm -rf usr/share/man/* usr/share/info/*",
+    "find usr/share/locale -mindepth 1 -maxdepth 1 -not -name locale.alias -exec rm -rf {} +",
+  ].join(" && "), "-", dir]);
+}
+
+function listFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+    const p = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...listFiles(p));
+    else out.push(p);
+  }
+  return out;
+}

@@ -1,0 +1,48 @@
+import { BOARD_MARKER_PATH } from "./recipes.ts";
+
+/**
+ * OpenSSH client argv for talking to a board. Only ever 127.0.0.1 (a QEMU hostfwd port the runner
+ * opened) with the suite key; no ~/.ssh/config, agent or user known_hosts is consulted.
+ */
+export interface SshEndpoint {
+  port: number;
+  keyPath: string;
+  /** Per-board temporary known_hosts, emptied at every boot (the host key changes with the image). */
+  knownHostsFile: string;
+}
+
+export function sshOptions(ep: SshEndpoint, connectTimeoutS = 10): string[] {
+  return [
+    "-F", "/dev/null",
+    "-i", ep.keyPath,
+    "-o", "IdentitiesOnly=yes",
+    "-o", "IdentityAgent=none",
+    "-o", "BatchMode=yes",
+    "-o", "StrictHostKeyChecking=no",
+    "-o", `UserKnownHostsFile=${ep.knownHostsFile}`,
+    "-o", "GlobalKnownHostsFile=/dev/null",
+    "-o", `ConnectTimeout=${connectTimeoutS}`,
+    "-o", "ServerAliveInterval=5",
+    "-o", "ServerAliveCountMax=6",
+    "-o", "LogLevel=ERROR",
+  ];
+}
+
+export function sshArgv(ep: SshEndpoint, user: string, command: string, connectTimeoutS?: number): string[] {
+  return ["ssh", ...sshOptions(ep, connectTimeoutS), "-p", String(ep.port), `${user}@127.0.0.1`, "--", guarded(command)];
+}
+
+export function scpArgv(ep: SshEndpoint, user: string, local: string, remote: string): string[] {
+  return ["scp", "-q", ...sshOptions(ep), "-P", String(ep.port), local, `${user}@127.0.0.1:${remote}`];
+}
+
+/** Exit status of a command refused because the machine is not a test board. */
+export const NOT_A_BOARD_EXIT = 97;
+
+/**
+ * Every command the harness runs remotely first checks for the board marker, which exists only in
+ * board images: on any other machine the command is refused before it starts.
+ */
+export function guarded(command: string): string {
+  return `[ -e ${BOARD_MARKER_PATH} ] || { echo "refusing: no ${BOARD_MARKER_PATH}, this is not a flash-live test board" >&2; exit ${NOT_A_BOARD_EXIT}; }; ${command}`;
+}
