@@ -84,8 +84,17 @@ export async function putVia(
   } catch (e) {
     if (e === EARLY_EXIT) cutShort = true;
     else {
+      // The source failed: stop the write and remove the partial file (best effort).
       p.kill();
+      p.stdin.destroy();
       await exited;
+      try {
+        const rm = await spawn(["rm", "-f", "--", path], { root: opts.root });
+        rm.stdin.end();
+        rm.stdout.resume();
+        rm.stderr.resume();
+        await rm.exited;
+      } catch {}
       throw e;
     }
   }
