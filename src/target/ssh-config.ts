@@ -107,7 +107,7 @@ export interface ResolveSshOptions {
 /** Options whose every occurrence adds to a list instead of first-wins. */
 const CUMULATIVE = new Set(["identityfile", "certificatefile", "localforward", "remoteforward", "dynamicforward", "sendenv"]);
 
-type Value = string | { val: string }[];
+type Value = string | { val: string; separator?: string; quoted?: boolean }[];
 interface Line {
   type: number;
   param?: string;
@@ -117,6 +117,13 @@ interface Line {
 }
 
 const vals = (v: Value | undefined): string[] => (v === undefined ? [] : typeof v === "string" ? [v] : v.map((x) => x.val));
+
+/** A command line as written: the parser splits words at "=" too, so rebuild with its separators. */
+function commandText(v: Value | undefined): string {
+  if (v === undefined) return "";
+  if (typeof v === "string") return v;
+  return v.map(({ val, separator, quoted }) => `${separator ?? " "}${quoted ? `"${val.replaceAll('"', '\\"')}"` : val}`).join("").trim();
+}
 
 interface Ctx {
   host: string; // as typed (Host matching)
@@ -243,7 +250,9 @@ function processLines(lines: Line[], ctx: Ctx, active: boolean, neverMatch: bool
       }
       continue;
     }
-    if (active) setOpt(ctx, key, vals(line.value));
+    if (!active) continue;
+    if (key === "proxycommand") setOpt(ctx, key, [commandText(line.value)]);
+    else setOpt(ctx, key, vals(line.value));
   }
   return active;
 }

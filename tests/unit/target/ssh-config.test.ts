@@ -58,6 +58,9 @@ Host incblock
 Host h?st
   Port 2555
 
+Host pc
+  ProxyCommand ssh -o IdentitiesOnly=yes -W "%h:%p" jump.example
+
 Include ${join(dir, "nested.conf")}
 
 Match host matched.example user root
@@ -106,6 +109,7 @@ describe("resolveSshHost agrees with ssh -G", () => {
     ["otheruser@pi", [], {}],
     ["pi", ["-p", "2999", "-l", "cliuser", "-i", cliKey], { port: 2999, user: "cliuser", identityFile: cliKey }],
     ["Pi", [], {}],
+    ["pc", [], {}],
   ];
   for (const [host, args, opts] of cases) {
     test(`${host} ${args.join(" ")}`, () => {
@@ -117,6 +121,7 @@ describe("resolveSshHost agrees with ssh -G", () => {
       expect(r.identitiesOnly).toBe(g.identitiesonly![0] === "yes");
       expect(r.hashKnownHosts).toBe(g.hashknownhosts![0] === "yes");
       expect(r.proxyJump.join(",") || undefined).toBe(g.proxyjump?.[0]);
+      expect(r.proxyCommand).toBe(g.proxycommand?.[0]);
       expect(r.connectTimeoutMs).toBe(g.connecttimeout?.[0] === "none" ? undefined : Number(g.connecttimeout![0]) * 1000);
       expect(r.serverAliveIntervalS).toBe(Number(g.serveraliveinterval![0]));
       expect(r.hostKeyAlias).toBe(g.hostkeyalias?.[0]);

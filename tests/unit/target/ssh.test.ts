@@ -117,6 +117,35 @@ describe("config and connecting", () => {
     }
   });
 
+  test("ProxyCommand (here OpenSSH's own ssh -W through the jump server)", async () => {
+    const before = (jump.log().match(/Accepted publickey/g) ?? []).length;
+    const pc = `ssh -F /dev/null -i ${idTest.path} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -p ${jump.port} -W %h:%p root@127.0.0.1`;
+    const cfg = config(`Host viacmd\n  HostName 127.0.0.1\n  Port ${sshd.port}\n  User root\n  ProxyCommand ${pc}\n  IdentityAgent none\n`);
+    const t = await connectSsh(opts({ destination: "viacmd", sshConfigFile: cfg }));
+    try {
+      expect((await t.exec(["echo", "via"])).stdout).toBe("via\n");
+      expect((jump.log().match(/Accepted publickey/g) ?? []).length - before).toBe(1);
+    } finally {
+      await t.close();
+    }
+  });
+
+  test("a server that never speaks SSH hits the handshake limit", async () => {
+    const { createServer } = await import("node:net");
+    const silent = createServer(() => {});
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    const port = (silent.address() as { port: number }).port;
+    try {
+      const t0 = Date.now();
+      const e = await connectSsh(opts({ destination: `root@127.0.0.1:${port}`, handshakeTimeoutMs: 500 })).catch((x) => x);
+      expect(e).toBeInstanceOf(UserError);
+      expect(e.message).toContain("did not finish");
+      expect(Date.now() - t0).toBeLessThan(3000);
+    } finally {
+      silent.close();
+    }
+  });
+
   test("a refused port is a UserError naming host and port", async () => {
     const e = await connectSsh(opts({ destination: "root@127.0.0.1:1" })).catch((x) => x);
     expect(e).toBeInstanceOf(UserError);
@@ -142,6 +171,17 @@ describe("authentication", () => {
     const t2 = await connectSsh(opts({ identityFile: undefined, sshConfigFile: config(`IdentityAgent ${agentSock}\n`) }));
     await t2.close();
     expect(sshd.log()).toContain(createHashFp(idAgent.pub));
+  });
+
+  test("IdentitiesOnly: agent keys that are not an IdentityFile are not offered", async () => {
+    const cfg = config(`IdentityAgent ${agentSock}\nIdentitiesOnly yes\nIdentityFile ${idOther.path}\n`);
+    const e = await connectSsh(opts({ identityFile: undefined, sshConfigFile: cfg })).catch((x) => x);
+    expect(e).toBeInstanceOf(UserError);
+    expect(e.message).toContain(`keys offered: ${idOther.path}\n`);
+    // The same with the agent's key named as IdentityFile: signed by the agent.
+    const cfg2 = config(`IdentityAgent ${agentSock}\nIdentitiesOnly yes\nIdentityFile ${idAgent.path}.pub\n`);
+    const t = await connectSsh(opts({ identityFile: undefined, sshConfigFile: cfg2 }));
+    await t.close();
   });
 
   test("a passphrase key asks through prompt (secret), again after a wrong answer", async () => {
