@@ -97,7 +97,7 @@ fl_sshd_password_auth() {
 			cat /etc/ssh/sshd_config.flash-live.tmp >/etc/ssh/sshd_config
 		fl_rc=$?
 		rm -f /etc/ssh/sshd_config.flash-live.tmp
-		return $fl_rc
+		return "$fl_rc"
 	else
 		return 1
 	fi

@@ -37,6 +37,8 @@ export function buildFirstrunScript(r: ResolvedCustomization, bootDir: BootDir, 
   return [
     "#!/bin/sh",
     "# Written by flash-live: applies the first-boot customization once, then removes itself.",
+    "# SC2016: the values below are literal on purpose. SC2317: steps are called through fl_step.",
+    "# shellcheck disable=SC2016,SC2317",
     "",
     ...vars.map(([k, v]) => `${k}=${shellQuote(v)}`),
     "",

@@ -2,13 +2,13 @@ import { closeSync, ftruncateSync, openSync, realpathSync, writeSync, createWrit
 import { homedir } from "node:os";
 import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { createGzip } from "node:zlib";
+import zlib from "node:zlib";
 import type { ConfOrigins } from "../config/seed-conf.ts";
 import type { CustomizationConfig, CustomizeWith } from "../config/schema.ts";
 import type { BootFile } from "../core/hooks.ts";
 import { UserError } from "../errors.ts";
 import { isZero, SparseBytes } from "./bytes.ts";
-import { openImageStream, zstd, type ImageFormat } from "./image-stream.ts";
+import { openImage, rawStream, type ImageFormat } from "../image/source.ts";
 import { chooseMechanism, inspectBootPartition, type BootDir, type BootInspection, type MechanismChoice } from "./inspect.ts";
 import { IMAGE_HEAD_BYTES, locateBootPartition, type DiskLayout } from "./partitions.ts";
 import { patchBytes, prepareBootPatch, type SectorPatch } from "./patch.ts";
@@ -97,25 +97,27 @@ export async function customizeImageFile(opts: CustomizeImageFileOptions): Promi
   const resolved = resolveCustomization(opts.config, { home: opts.home ?? homedir(), origin: opts.origin });
   if (!resolved) throw new UserError("The config sets nothing to customize.", "Set at least one key (see example.conf).", 2);
 
-  const first = await openImageStream(opts.image);
+  const info = await openImage(opts.image);
+  const first = rawStream(info);
   let prepared: PreparedCustomization;
   try {
-    prepared = await prepareFromImageStream(first.stream, resolved, opts);
+    prepared = await prepareFromImageStream(first, resolved, opts);
   } finally {
-    first.stream.destroy();
+    first.destroy();
   }
 
-  const second = await openImageStream(opts.image);
   const patcher = patchTransform(prepared.patch);
   let imageBytes: number;
   if (outputFormat === "raw") {
-    imageBytes = await writeSparse(second.stream.pipe(patcher), opts.out);
+    imageBytes = await writeSparse(rawStream(info).pipe(patcher), opts.out);
   } else {
-    await pipeline(second.stream, patcher, outputFormat === "gzip" ? createGzip({ level: 6 }) : zstd().createZstdCompress(), createWriteStream(opts.out));
+    const compressor =
+      outputFormat === "gzip" ? zlib.createGzip({ level: 6 }) : (zlib as unknown as { createZstdCompress(): import("node:stream").Transform }).createZstdCompress();
+    await pipeline(rawStream(info), patcher, compressor, createWriteStream(opts.out));
     imageBytes = patcher.bytesSeen;
   }
   if (prepared.patch.extents.some((e) => e.offset + e.data.length > imageBytes)) throw new Error("patch reaches past the end of the image");
-  return { ...prepared, inputFormat: first.format, outputFormat, imageBytes };
+  return { ...prepared, inputFormat: info.format, outputFormat, imageBytes };
 }
 
 export { patchBytes };
