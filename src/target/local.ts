@@ -3,11 +3,12 @@
  * Commands are argv for child_process (no shell); `root` adds `sudo -n --` when not uid 0.
  */
 import { spawn as spawnChild } from "node:child_process";
-import { hostname } from "node:os";
+import { hostname, userInfo } from "node:os";
 import { RemoteCommandError } from "../errors.ts";
 import { shellJoin } from "../util/shell.ts";
 import { execVia } from "./_exec.ts";
 import { putVia } from "./_put.ts";
+import { explainSudoFailure } from "./_sudo.ts";
 import type { RemoteProcess, SpawnOptions, Target } from "./types.ts";
 
 export function createLocalTarget(): Target {
@@ -43,7 +44,13 @@ export function createLocalTarget(): Target {
     kind: "local",
     host: hostname(),
     spawn,
-    exec: (argv, opts = {}) => execVia(() => spawn(argv, opts), argv, name, opts),
+    async exec(argv, opts = {}) {
+      try {
+        return await execVia(() => spawn(argv, opts), argv, name, opts);
+      } catch (e) {
+        throw opts.root ? explainSudoFailure(e, name, userInfo().username) : e;
+      }
+    },
     put: (path, data, opts) => putVia(spawn, name, path, data, opts),
     async close() {},
   };

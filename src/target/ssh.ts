@@ -12,6 +12,7 @@ import { UserError } from "../errors.ts";
 import { shellJoin } from "../util/shell.ts";
 import { execVia } from "./_exec.ts";
 import { putVia } from "./_put.ts";
+import { explainSudoFailure } from "./_sudo.ts";
 import { addKnownHost, checkHostKey, fingerprint, keyBlobType, knownKeyTypes, replaceKnownHost, type KnownHostEntry } from "./known-hosts.ts";
 import { loadKeychain, type AuthReport, type Prompt } from "./ssh-auth.ts";
 import { expandTokens, resolveSshHost, type ResolvedSshHost } from "./ssh-config.ts";
@@ -477,7 +478,13 @@ function createSshTarget(client: SshClient, chain: SshClient[], r: ResolvedSshHo
   };
 
   const spawn = async (argv: readonly string[], o: SpawnOptions = {}) => open(await command(argv, o));
-  const run = (argv: readonly string[], o: ExecOptions = {}): Promise<ExecResult> => execVia(() => spawn(argv, o), argv, name, o);
+  const run = async (argv: readonly string[], o: ExecOptions = {}): Promise<ExecResult> => {
+    try {
+      return await execVia(() => spawn(argv, o), argv, name, o);
+    } catch (e) {
+      throw o.root ? explainSudoFailure(e, name, r.user) : e;
+    }
+  };
 
   return {
     name,

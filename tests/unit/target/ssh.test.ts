@@ -348,6 +348,9 @@ describe("commands", () => {
       // sudo is either missing here or asks for a password: either way `sudo -n` ran, not id.
       expect(r.code).not.toBe(0);
       expect(r.stderr).toMatch(/sudo/);
+      const e = await t.exec(["id", "-u"], { root: true }).catch((x) => x);
+      expect(e).toBeInstanceOf(UserError);
+      expect(e.message).toContain(`${NONROOT} is not root`);
     } finally {
       await t.close();
     }
