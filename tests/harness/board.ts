@@ -172,7 +172,7 @@ export class Board {
   }
 
   private get endpoint(): SshEndpoint {
-    return { port: this.sshPort, keyPath: this.keyPath, knownHostsFile: this.knownHosts };
+    return { port: this.sshPort, keyPath: this.keyPath, knownHostsFile: this.knownHosts, controlDir: this.runDir };
   }
 
   /** @internal */

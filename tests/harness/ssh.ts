@@ -9,6 +9,12 @@ export interface SshEndpoint {
   keyPath: string;
   /** Per-board temporary known_hosts, emptied at every boot (the host key changes with the image). */
   knownHostsFile: string;
+  /**
+   * Connection sharing (ControlMaster) socket dir: a login on a TCG board costs 2-5 s (sshd
+   * execs, PAM, logind), a new channel on a shared connection a fraction of that. The master dies
+   * with the guest's TCP connection when QEMU exits, so a reboot always gets a fresh login.
+   */
+  controlDir?: string;
 }
 
 export function sshOptions(ep: SshEndpoint, connectTimeoutS = 10): string[] {
@@ -25,6 +31,7 @@ export function sshOptions(ep: SshEndpoint, connectTimeoutS = 10): string[] {
     "-o", "ServerAliveInterval=5",
     "-o", "ServerAliveCountMax=6",
     "-o", "LogLevel=ERROR",
+    ...(ep.controlDir ? ["-o", "ControlMaster=auto", "-o", `ControlPath=${ep.controlDir}/cm-%r`, "-o", "ControlPersist=60"] : []),
   ];
 }
 

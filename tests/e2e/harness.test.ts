@@ -1,0 +1,136 @@
+/**
+ * Proves the board harness itself (tests/harness): images laid out like a Pi's, boards restored
+ * from snapshots, a flash done BY HAND exactly as in FIELD-NOTES §2, the disk compared byte for
+ * byte, and the Pi-like reboot into the NEW image's kernel command line.
+ * One QEMU at a time (2 cores): every test stops its board in afterEach.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { shellQuote } from "../../src/util/shell.ts";
+import { run } from "../harness/_run.ts";
+import { type Board, startBoard } from "../harness/board.ts";
+import { ensureImage } from "../harness/build-image.ts";
+import { parsePartitionTable, readRaw } from "../harness/disk.ts";
+import { parseConfigTxt } from "../harness/firmware.ts";
+import { BOARD_MARKER_PATH, BOARD_MARKER_TEXT } from "../harness/recipes.ts";
+import { NOT_A_BOARD_EXIT } from "../harness/ssh.ts";
+
+let board: Board | undefined;
+afterEach(async () => {
+  await board?.stop();
+  board = undefined;
+});
+
+// Generous: on a cold cache a test first builds the images (minutes) and boots its snapshot.
+const COLD_BUILD_MS = 1_800_000;
+const report = (msg: string) => process.stderr.write(`[harness.test] ${msg}\n`);
+
+/**
+ * FIELD-NOTES §2, by hand: busybox to /dev/shm and the rest run under it; udev stopped and journald
+ * off /var (systemd boards); boot partition read-only; root frozen (FIFREEZE) so no writer can touch
+ * the old root; partitions set read-only (ext4 skips its error-superblock write); stream-decompress
+ * onto the whole disk with fsync; flush the disk; reset at once with sysrq-b (no sync after).
+ */
+const HAND_FLASH = [
+  "set -e",
+  "BB=/dev/shm/flash/busybox",
+  'DISK="$1"',
+  'DEV="${DISK##*/}"',
+  "if command -v systemctl >/dev/null 2>&1; then",
+  "  systemctl stop systemd-udevd.service systemd-udevd-control.socket systemd-udevd-kernel.socket || true",
+  "  journalctl --relinquish-var || true",
+  "fi",
+  "sync",
+  "mount -o remount,ro /boot/firmware",
+  "$BB fsfreeze --freeze /",
+  'for p in /sys/class/block/"$DEV"/"$DEV"*; do $BB blockdev --setro "/dev/${p##*/}"; done',
+  '$BB xzcat | $BB dd of="$DISK" bs=1M conv=fsync',
+  '$BB blockdev --flushbufs "$DISK"',
+  "echo b > /proc/sysrq-trigger",
+].join("\n");
+
+describe("board images", () => {
+  test("L and L-gpt: partition tables read like sfdisk reads them; bootfs has the Pi boot files", async () => {
+    for (const name of ["L", "L-gpt"] as const) {
+      const img = await ensureImage(name);
+      const sfdisk = JSON.parse((await run(["sfdisk", "-J", img.raw])).stdout).partitiontable as { label: string; partitions: { start: number; size: number }[] };
+      expect(sfdisk.label).toBe(img.table);
+      const parsed = parsePartitionTable(readRaw(img.raw, 0, 64 * 1024));
+      expect(parsed.map((p) => [p.start, p.size])).toEqual(sfdisk.partitions.map((p) => [p.start * 512, p.size * 512]));
+      const boot = parsed[0]!;
+      const dir = (await run(["mdir", "-b", "-i", `${img.raw}@@${boot.start}`, "::/"])).stdout;
+      for (const f of ["VMLINUZ", "INITRD.IMG", "CMDLINE.TXT", "CONFIG.TXT"]) expect(dir.toUpperCase()).toContain(`::/${f}`);
+      const label = (await run(["mlabel", "-s", "-i", `${img.raw}@@${boot.start}`, "::"])).stdout;
+      expect(label).toContain("bootfs");
+      const cmdline = (await run(["mtype", "-i", `${img.raw}@@${boot.start}`, "::/cmdline.txt"])).stdout.trim();
+      expect(cmdline).toBe(img.cmdline);
+      expect(cmdline).toContain(`root=PARTUUID=${img.partuuid.root}`);
+      const config = parseConfigTxt((await run(["mtype", "-i", `${img.raw}@@${boot.start}`, "::/config.txt"])).stdout);
+      expect(config).toEqual({ kernel: "vmlinuz", initramfs: "initrd.img", cmdline: "cmdline.txt" });
+      report(`${name}: raw ${img.sizes.raw} xz ${img.sizes.xz} gz ${img.sizes.gz} zst ${img.sizes.zst} (${img.buildSeconds ? `built in ${img.buildSeconds} s` : "cached"})`);
+    }
+  }, COLD_BUILD_MS);
+});
+
+describe("boards", () => {
+  test("L board from snapshot, flashed BY HAND with L2 (FIELD-NOTES §2): disk == L2.img byte for byte, boots L2's cmdline, new boot_id", async () => {
+    const l2 = await ensureImage("L2");
+    board = await startBoard({ image: "L", disk: "virtio", holdAtReboot: true });
+    report(`L restore: ${JSON.stringify(board.timings)}`);
+    expect((await board.ssh("cat /etc/image-id")).stdout.trim()).toBe("L");
+    const oldBootId = await board.bootId();
+    // The harness refuses to run anything where the board marker is missing...
+    await board.ssh(`mv ${BOARD_MARKER_PATH} /root/marker`, { user: "root" });
+    const refused = await board.ssh("echo ran", { user: "root", check: false });
+    expect(refused.code).toBe(NOT_A_BOARD_EXIT);
+    expect(refused.stdout).not.toContain("ran");
+    // ...and scp (which runs no command) puts it back.
+    const markerFile = join(board.runDir, "marker");
+    writeFileSync(markerFile, BOARD_MARKER_TEXT);
+    await board.scp(markerFile, BOARD_MARKER_PATH, { user: "root" });
+    expect((await board.ssh(`cat ${BOARD_MARKER_PATH}`)).stdout).toBe(BOARD_MARKER_TEXT);
+
+    const t0 = performance.now();
+    const flash = await board.ssh(
+      `mkdir -p /dev/shm/flash && cp /usr/bin/busybox /dev/shm/flash/busybox && exec /dev/shm/flash/busybox sh -c ${shellQuote(HAND_FLASH)} flash /dev/vda`,
+      { user: "root", stdin: { file: l2.xz }, check: false, timeoutMs: 600_000 },
+    );
+    await board.waitHeld(120_000);
+    const flashSeconds = (performance.now() - t0) / 1000;
+    // sysrq-b drops the session: ssh ends with 255 (connection closed), never with a script error.
+    expect([0, 255]).toContain(flash.code);
+
+    const cmp = await board.compareDisk(l2.raw);
+    expect(cmp).toMatchObject({ equal: true, differingSectors: 0, firstDifferences: [] });
+    const tc = performance.now();
+    // A one-byte patch on the expected side must show up as exactly one differing sector.
+    const probe = await board.compareDisk(l2.raw, { patches: [{ offset: 1_000_000, data: new Uint8Array([(await board.readDisk(1_000_000, 1))[0]! ^ 0xff]) }] });
+    expect(probe).toMatchObject({ equal: false, differingSectors: 1, firstDifferences: [1_000_000] });
+    const compareSeconds = (performance.now() - tc) / 1000;
+
+    await board.resume();
+    const newBootId = await board.waitForReboot(oldBootId, 180_000);
+    const total = (performance.now() - t0) / 1000;
+    expect(newBootId).not.toBe(oldBootId);
+    expect((await board.ssh("cat /etc/image-id")).stdout.trim()).toBe("L2");
+    expect((await board.ssh("cat /proc/cmdline")).stdout.trim()).toBe(l2.cmdline);
+    expect(board.serialLog()).toContain(`cmdline: ${l2.cmdline}`);
+    report(`hand flash L -> L2: write+reboot ${flashSeconds.toFixed(1)} s, compare ${compareSeconds.toFixed(1)} s, boot to SSH ${board.timings.bootToSshSeconds} s, whole cycle ${total.toFixed(1)} s`);
+  }, COLD_BUILD_MS);
+
+  test("A board (systemd) from snapshot: SSH, marker, passwordless sudo for pi; strict's sudo needs a password", async () => {
+    board = await startBoard({ image: "A" });
+    report(`A: ${JSON.stringify(board.timings)}`);
+    expect((await board.ssh("cat /etc/image-id")).stdout.trim()).toBe("A");
+    expect((await board.ssh("sudo -n id -u")).stdout.trim()).toBe("0");
+    expect((await board.ssh("systemctl is-system-running || true")).stdout.trim()).toMatch(/^(running|degraded)$/);
+    const strict = await board.ssh("sudo -n true", { user: "strict", check: false });
+    expect(strict.code).not.toBe(0);
+    expect(strict.stderr).toContain("password");
+    expect((await board.ssh("findmnt -n -o SOURCE,FSTYPE /boot/firmware")).stdout.trim()).toBe("/dev/vda1 vfat");
+    const hostKeys = await board.knownHostsLine();
+    expect(hostKeys).toContain(`[127.0.0.1]:${board.sshPort} ssh-ed25519 `);
+    expect(readFileSync(board.keyPath, "utf8")).toContain("OPENSSH PRIVATE KEY");
+  }, COLD_BUILD_MS);
+});
