@@ -78,8 +78,12 @@ export class SparseBytes implements ByteSource {
   }
 
   private flushChunk(): void {
-    if (!isZero(this.pending)) this.chunks.set(this.written / CHUNK, this.pending);
-    this.pending = new Uint8Array(CHUNK);
+    // A zero chunk's buffer is reused (the next appends overwrite all of it): allocating one per
+    // chunk made the garbage of a 512 MiB partition, not its data, set the peak memory.
+    if (!isZero(this.pending)) {
+      this.chunks.set(this.written / CHUNK, this.pending);
+      this.pending = new Uint8Array(CHUNK);
+    }
     this.pendingLen = 0;
     this.written += CHUNK;
   }
