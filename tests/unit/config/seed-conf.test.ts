@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { CONF_KEYS } from "../../../src/config/schema.ts";
 import { parseSeedConf } from "../../../src/config/seed-conf.ts";
 import { UserError } from "../../../src/errors.ts";
 
@@ -108,5 +109,23 @@ describe("parseSeedConf", () => {
     expect(Object.keys(config).sort()).toEqual(
       ["hostname", "user", "passwordHash", "sshKeys", "wifiSsid", "wifiPassword", "wifiCountry", "timezone", "keyboardLayout", "locale", "sshPasswordAuth", "keepHostKeys"].sort(),
     );
+  });
+
+  test("example.conf parses, and documents every key with a comment above it", () => {
+    const file = join(import.meta.dir, "../../../example.conf");
+    const text = readFileSync(file, "utf8");
+    expect(parseSeedConf(text, file).config.hostname).toBe("myboat");
+    const lines = text.split("\n");
+    for (const key of Object.keys(CONF_KEYS)) {
+      const at = lines.findIndex((l) => l.startsWith(`${key}=`) || l.startsWith(`#${key}=`));
+      expect(at).toBeGreaterThan(0);
+      // The comment block above the (first) line of this key.
+      let i = at - 1;
+      while (i >= 0 && /^#?[a-z-]+=/.test(lines[i])) i--;
+      expect(lines[i]).toMatch(/^# \S/);
+    }
+    // With every commented-out key switched on (but password-hash, which excludes password), it still parses.
+    const all = lines.map((l) => (/^#[a-z-]+=/.test(l) && !l.startsWith("#password-hash=") && !l.startsWith("#ssh-key=") ? l.slice(1) : l)).join("\n");
+    expect(Object.keys(parseSeedConf(all, file).config).length).toBe(Object.keys(CONF_KEYS).length - 1);
   });
 });
