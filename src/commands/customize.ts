@@ -3,7 +3,6 @@ import { defineCommand } from "citty";
 import { loadFlashConfig, toConfOrigins } from "../config/load.ts";
 import type { CustomizeWith } from "../config/schema.ts";
 import { customizeImageFile } from "../customize/image-file.ts";
-import { patchBytes } from "../customize/patch.ts";
 import { UserError } from "../errors.ts";
 import { setFlags } from "./_shared.ts";
 
@@ -30,10 +29,9 @@ export default defineCommand({
       origin: toConfOrigins(loaded),
       customizeWith: (loaded.config.customizeWith ?? "auto") as CustomizeWith,
     });
-    const boot = r.layout.boot!;
     console.log(`${args.out}: ${r.outputFormat} image, ${r.imageBytes} bytes`);
-    console.log(`customized with ${r.choice.mechanism} (${r.choice.reason}) on partition ${boot.index} (${r.inspection.fatType}, mounted at ${r.inspection.bootDirOnImage})`);
+    console.log(`customized: ${r.summary}`);
+    console.log(`how: ${r.choice.reason}; the new system mounts the boot partition at ${r.inspection.bootDirOnImage}`);
     console.log(`files: ${r.files.map((f) => f.path).join(", ")}${r.cmdlineAppend ? `; cmdline.txt += ${r.cmdlineAppend}` : ""}`);
-    console.log(`changed: ${patchBytes(r.patch)} bytes in ${r.patch.extents.length} extents`);
   },
 });

@@ -83,6 +83,8 @@ export interface CustomizeImageFileResult extends PreparedCustomization {
   outputFormat: "raw" | "gzip" | "zstd";
   /** Decompressed image size. */
   imageBytes: number;
+  /** describeCustomization's line. */
+  summary: string;
 }
 
 /**
@@ -117,7 +119,7 @@ export async function customizeImageFile(opts: CustomizeImageFileOptions): Promi
     imageBytes = patcher.bytesSeen;
   }
   if (prepared.patch.extents.some((e) => e.offset + e.data.length > imageBytes)) throw new Error("patch reaches past the end of the image");
-  return { ...prepared, inputFormat: info.format, outputFormat, imageBytes };
+  return { ...prepared, inputFormat: info.format, outputFormat, imageBytes, summary: describeCustomization(resolved, prepared) };
 }
 
 export { patchBytes };
@@ -236,4 +238,25 @@ async function writeSparse(stream: Readable, out: string): Promise<number> {
     closeSync(fd);
   }
   return pos;
+}
+
+/** One line for the confirmation summary and logs: what will be set, how, and what it costs. No secrets. */
+export function describeCustomization(r: NonNullable<ReturnType<typeof resolveCustomization>>, prepared: Pick<PreparedCustomization, "choice" | "layout" | "patch">): string {
+  const parts: string[] = [];
+  if (r.hostname) parts.push(`hostname ${r.hostname}`);
+  if (r.user) {
+    const how = [r.user.passwordHash ? "password" : "", r.user.sshKeys.length ? `${r.user.sshKeys.length} key${r.user.sshKeys.length > 1 ? "s" : ""}` : ""].filter(Boolean).join(", ");
+    parts.push(`user ${r.user.name} (${how})`);
+  }
+  if (r.sshPasswordAuth !== undefined) parts.push(`ssh password auth ${r.sshPasswordAuth ? "on" : "off"}`);
+  if (r.wifi) parts.push(`Wi-Fi ${JSON.stringify(r.wifi.ssid)} (${r.wifiCountry})`);
+  else if (r.wifiCountry) parts.push(`Wi-Fi country ${r.wifiCountry}`);
+  if (r.timezone) parts.push(`timezone ${r.timezone}`);
+  if (r.keyboardLayout) parts.push(`keyboard ${r.keyboardLayout}`);
+  if (r.locale) parts.push(`locale ${r.locale}`);
+  if (r.keepHostKeys) parts.push("host keys kept");
+  const bytes = patchBytes(prepared.patch);
+  const size = bytes < 1024 ? `${bytes} B` : `${(bytes / 1024).toFixed(1)} KiB`;
+  const via = prepared.choice.mechanism === "firstrun" ? "firstrun.sh" : "cloud-init";
+  return `${parts.join(", ")}; via ${via} on partition ${prepared.layout.boot?.index} (${size} in ${prepared.patch.extents.length} extents)`;
 }

@@ -46,7 +46,8 @@ export async function inspectBootPartition(boot: BootBytes): Promise<BootInspect
     const evidence = ["user-data", "meta-data"].filter(has).map((f) => `${f} on the boot partition`);
     if (cmdline && /(^|\s)ds=nocloud/.test(cmdline)) evidence.push("ds=nocloud on the kernel command line");
 
-    const [bootDirOnImage, bootDirReason] = decideBootDir(configTxt);
+    const os = issue && /Raspberry Pi reference/i.test(issue) ? ("raspberry-pi-os" as const) : undefined;
+    const [bootDirOnImage, bootDirReason] = decideBootDir(configTxt, files, os !== undefined);
     return {
       fatType: vol.boot.fatType,
       label: vol.boot.label,
@@ -57,7 +58,7 @@ export async function inspectBootPartition(boot: BootBytes): Promise<BootInspect
       bootDirOnImage,
       bootDirReason,
       cloudInit: { used: evidence.length > 0, evidence },
-      os: issue && /Raspberry Pi reference/i.test(issue) ? "raspberry-pi-os" : undefined,
+      os,
     };
   } finally {
     vol.unmount();
@@ -103,12 +104,15 @@ export function chooseMechanism(inspection: BootInspection | undefined, override
 
 // --- internal ---
 
-function decideBootDir(configTxt: string | undefined): [BootDir, string] {
+function decideBootDir(configTxt: string | undefined, files: readonly string[], isRpiOs: boolean): [BootDir, string] {
   // FIELD-NOTES §1: Raspberry Pi OS moved the boot partition to /boot/firmware together with
-  // auto_initramfs=1 in config.txt; an RPi config.txt without it is an older release using /boot.
-  if (configTxt !== undefined) {
-    if (/^\s*auto_initramfs\s*=\s*1\s*$/m.test(configTxt)) return ["/boot/firmware", "config.txt has auto_initramfs=1"];
-    return ["/boot", "config.txt without auto_initramfs=1 (Raspberry Pi OS before bookworm)"];
+  // auto_initramfs=1 in config.txt (bookworm); a Raspberry Pi OS boot partition without it is an
+  // older release that mounts it at /boot. Anything else (Debian/Ubuntu Pi images, boards laid out
+  // like a Pi) uses /boot/firmware.
+  if (configTxt !== undefined && /^\s*auto_initramfs\s*=\s*1\s*$/m.test(configTxt)) return ["/boot/firmware", "config.txt has auto_initramfs=1"];
+  const piFirmware = files.some((f) => /^(bootcode\.bin|start\w*\.elf)$/i.test(f));
+  if (configTxt !== undefined && (isRpiOs || piFirmware)) {
+    return ["/boot", "Raspberry Pi boot files and a config.txt without auto_initramfs=1 (Raspberry Pi OS before bookworm)"];
   }
-  return ["/boot/firmware", "no config.txt; assuming the current layout"];
+  return ["/boot/firmware", "not an older Raspberry Pi OS; the current layout"];
 }

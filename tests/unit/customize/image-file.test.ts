@@ -46,6 +46,7 @@ describe("customizeImageFile", () => {
       expect(r.inputFormat).toBe(({ "": "raw", ".gz": "gzip", ".xz": "xz", ".zst": "zstd" } as const)[ext]!);
       expect(r.outputFormat).toBe("raw");
       expect(r.choice.mechanism).toBe("firstrun");
+      expect(r.summary).toMatch(/^hostname myboat, user skipper \(password, 1 key\), ssh password auth on, Wi-Fi "Net" \(GB\), timezone UTC; via firstrun\.sh on partition 1 \([\d.]+ KiB in \d+ extents\)$/);
       expect(r.imageBytes).toBe(96 << 20);
       const expected = readBytes(IMG);
       applyPatch(expected, r.patch);
@@ -90,7 +91,8 @@ describe("customizeImageFile", () => {
     const r = run([process.execPath, CLI, "customize", `${IMG}.zst`, "--config", conf, "-o", out], { ok: false });
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain("customized with firstrun");
+    expect(r.stdout).toContain("customized: hostname cliboat, user skipper (password, 1 key), ssh password auth on; via firstrun.sh on partition 1 (");
+    expect(r.stdout).not.toContain("secret 123");
     expect(mtype(partitionOf(out, "cli-p.img"), "firstrun.sh")).toContain("FL_HOSTNAME=cliboat\n");
 
     const bad = join(tmp.dir, "bad.conf");

@@ -109,14 +109,28 @@ describe("inspectBootPartition", () => {
     expect(chooseMechanism(i, "firstrun").mechanism).toBe("firstrun");
   });
 
-  test("older Raspberry Pi OS (config.txt without auto_initramfs) boots from /boot; no seed files means firstrun", async () => {
-    const part = makeFatPartition(tmp.dir, { sizeMiB: 64, files: { "cmdline.txt": RPI_CMDLINE, "config.txt": "dtparam=audio=on\n" }, name: "bullseye.img" });
+  test("older Raspberry Pi OS (Pi firmware, config.txt without auto_initramfs) boots from /boot; no seed files means firstrun", async () => {
+    const part = makeFatPartition(tmp.dir, {
+      sizeMiB: 64,
+      files: { "cmdline.txt": RPI_CMDLINE, "config.txt": "dtparam=audio=on\n", "bootcode.bin": "x", "start4.elf": "x" },
+      name: "bullseye.img",
+    });
     const i = await inspectBootPartition(readBytes(part));
     expect(i.bootDirOnImage).toBe("/boot");
     expect(i.cloudInit.used).toBe(false);
     expect(i.os).toBeUndefined();
     expect(chooseMechanism(i)).toEqual({ mechanism: "firstrun", reason: "no cloud-init seed on the boot partition; cmdline.txt present" });
     expect(chooseMechanism(i, "cloud-init").mechanism).toBe("cloud-init");
+    const issue = makeFatPartition(tmp.dir, { sizeMiB: 64, files: { "config.txt": "dtparam=audio=on\n", "issue.txt": "Raspberry Pi reference 2021-05-07\n" }, name: "buster.img" });
+    expect((await inspectBootPartition(readBytes(issue))).bootDirOnImage).toBe("/boot");
+  });
+
+  test("a Pi-like board without Pi firmware (the test harness's images) uses /boot/firmware", async () => {
+    const config = "[all]\nkernel=vmlinuz\ninitramfs initrd.img followkernel\n";
+    const part = makeFatPartition(tmp.dir, { sizeMiB: 64, files: { "cmdline.txt": "root=PARTUUID=x rootwait\n", "config.txt": config, vmlinuz: "k", "initrd.img": "i" }, name: "harness.img" });
+    const i = await inspectBootPartition(readBytes(part));
+    expect(i.bootDirOnImage).toBe("/boot/firmware");
+    expect(chooseMechanism(i).mechanism).toBe("firstrun");
   });
 
   test("a meta-data file alone is cloud-init evidence; no config.txt assumes /boot/firmware", async () => {
