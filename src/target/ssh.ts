@@ -188,14 +188,15 @@ async function handshake(r: ResolvedSshHost, sock: Duplex, opts: SshConnectOptio
 
   // Prompts stop the handshake clock (a user reading a fingerprint is not a dead link).
   let promptDepth = 0;
-  const ask = async (q: string, secret: boolean) => {
+  const paused = async <T>(fn: () => Promise<T> | T): Promise<T> => {
     promptDepth++;
     try {
-      return await opts.prompt!(q, { secret });
+      return await fn();
     } finally {
       promptDepth--;
     }
   };
+  const ask = (q: string, secret: boolean) => paused(() => opts.prompt!(q, { secret }));
 
   const keychain = r.pubkeyAuthentication
     ? await loadKeychain({
@@ -232,7 +233,7 @@ async function handshake(r: ResolvedSshHost, sock: Duplex, opts: SshConnectOptio
     }
     if (res.status === "changed") {
       const change: HostKeyChange = { name: res.name, host: r.hostname, port: r.port, entry: res.entry, key, fingerprint: fp, knownHostsFile: writeFile ?? res.entry.file };
-      if (opts.onHostKeyChanged && (await opts.onHostKeyChanged(change))) {
+      if (opts.onHostKeyChanged && (await paused(() => opts.onHostKeyChanged!(change)))) {
         replaceKnownHost(change.knownHostsFile, { host: r.hostname, port: r.port, key, hash: r.hashKnownHosts, alias: r.hostKeyAlias });
         log(`Replaced the host key of ${where} in ${change.knownHostsFile} (${type} ${fp}).`);
         return true;

@@ -377,6 +377,21 @@ describe("connection loss", () => {
     }
   });
 
+  test("losing the jump host ends commands on the target too", async () => {
+    const j = await startSshd();
+    j.authorize(idTest.pub);
+    try {
+      const cfg = config(`Host behind\n  HostName 127.0.0.1\n  Port ${sshd.port}\n  User root\n  ProxyJump root@127.0.0.1:${j.port}\nHost *\n  IdentityFile ${idTest.path}\n  IdentityAgent none\n`);
+      const t = await connectSsh(opts({ destination: "behind", sshConfigFile: cfg, knownHostsFile: trustedKnownHosts(sshd, j) }));
+      const p = await t.spawn(["sleep", "30"]);
+      for (const pid of sessionPids(j)) process.kill(pid, "SIGKILL");
+      expect(await p.exited).toBe(null);
+      await t.closed;
+    } finally {
+      await j.stop();
+    }
+  });
+
   test("a silent link is noticed by keepalive", async () => {
     const s = await startSshd();
     s.authorize(idTest.pub);
