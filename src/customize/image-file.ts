@@ -1,20 +1,20 @@
-import { closeSync, ftruncateSync, openSync, realpathSync, writeSync, createWriteStream } from "node:fs";
+import { closeSync, createWriteStream, ftruncateSync, openSync, realpathSync, writeSync } from "node:fs";
 import { homedir } from "node:os";
 import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
-import type { ConfOrigins } from "../config/seed-conf.ts";
 import type { CustomizationConfig, CustomizeWith } from "../config/schema.ts";
-import type { BootFile } from "../core/hooks.ts";
+import type { ConfOrigins } from "../config/seed-conf.ts";
+import type { BootFile, PartitionProbe } from "../core/hooks.ts";
 import { UserError } from "../errors.ts";
-import { isZero, SparseBytes } from "./bytes.ts";
 import { openImage, rawStream, type ImageFormat } from "../image/source.ts";
-import { chooseMechanism, inspectBootPartition, type BootDir, type BootInspection, type MechanismChoice } from "./inspect.ts";
+import { isZero, SparseBytes } from "./bytes.ts";
+import type { HostKey } from "./host-keys.ts";
+import { chooseMechanism, inspectBootPartition, refuseNoBootPartition, type BootDir, type BootInspection, type MechanismChoice } from "./inspect.ts";
 import { IMAGE_HEAD_BYTES, locateBootPartition, type DiskLayout } from "./partitions.ts";
 import { patchBytes, prepareBootPatch, type SectorPatch } from "./patch.ts";
 import { buildPayloads } from "./payloads.ts";
-import { resolveCustomization } from "./resolve.ts";
-import type { PartitionProbe } from "../core/hooks.ts";
+import { resolveCustomization, type ResolvedCustomization } from "./resolve.ts";
 
 export interface PreparedCustomization {
   layout: DiskLayout;
@@ -31,7 +31,8 @@ export interface PrepareOptions {
   probes?: readonly PartitionProbe[];
   /** Lets the caller change the payload files (the `customize:payloads` hook). */
   onPayloads?: (files: BootFile[]) => void | Promise<void>;
-  hostKeys?: Parameters<typeof buildPayloads>[1]["hostKeys"];
+  /** The board's SSH host keys (hostKeysFromFiles), when keep-host-keys is set. */
+  hostKeys?: readonly HostKey[];
 }
 
 /**
@@ -41,21 +42,21 @@ export interface PrepareOptions {
  */
 export async function prepareFromImageStream(
   stream: AsyncIterable<Uint8Array>,
-  resolved: NonNullable<ReturnType<typeof resolveCustomization>>,
+  resolved: ResolvedCustomization,
   opts: PrepareOptions = {},
 ): Promise<PreparedCustomization> {
   const reader = byteReader(stream);
   const head = await reader.take(IMAGE_HEAD_BYTES);
   const layout = await locateBootPartition(head, { probes: opts.probes });
   const boot = layout.boot;
-  if (!boot) chooseMechanism(undefined);
-  const part = new SparseBytes(boot!.size);
+  if (!boot) refuseNoBootPartition();
+  const part = new SparseBytes(boot.size);
   // The head may already hold the partition's start.
-  if (boot!.start < head.length) part.append(head.subarray(boot!.start, Math.min(head.length, boot!.start + boot!.size)));
-  else await reader.skip(boot!.start - head.length);
-  let have = Math.max(0, Math.min(head.length, boot!.start + boot!.size) - boot!.start);
-  while (have < boot!.size) {
-    const chunk = await reader.next(Math.min(1 << 20, boot!.size - have));
+  if (boot.start < head.length) part.append(head.subarray(boot.start, Math.min(head.length, boot.start + boot.size)));
+  else await reader.skip(boot.start - head.length);
+  let have = Math.max(0, Math.min(head.length, boot.start + boot.size) - boot.start);
+  while (have < boot.size) {
+    const chunk = await reader.next(Math.min(1 << 20, boot.size - have));
     if (chunk.length === 0) throw new UserError("The image ends inside its boot partition.", "The image file is truncated: download it again.");
     part.append(chunk);
     have += chunk.length;
@@ -65,7 +66,7 @@ export async function prepareFromImageStream(
   const choice = chooseMechanism(inspection, opts.customizeWith);
   const payloads = buildPayloads(resolved, { mechanism: choice.mechanism, inspection, hostKeys: opts.hostKeys, bootDir: opts.bootDir });
   await opts.onPayloads?.(payloads.files);
-  const patch = await prepareBootPatch(part, payloads.files, { cmdlineAppend: payloads.cmdlineAppend }, boot!.start);
+  const patch = await prepareBootPatch(part, payloads.files, { cmdlineAppend: payloads.cmdlineAppend }, boot.start);
   return { layout, inspection, choice, files: payloads.files, cmdlineAppend: payloads.cmdlineAppend, patch };
 }
 
@@ -121,8 +122,6 @@ export async function customizeImageFile(opts: CustomizeImageFileOptions): Promi
   if (prepared.patch.extents.some((e) => e.offset + e.data.length > imageBytes)) throw new Error("patch reaches past the end of the image");
   return { ...prepared, inputFormat: info.format, outputFormat, imageBytes, summary: describeCustomization(resolved, prepared) };
 }
-
-export { patchBytes };
 
 // --- internal ---
 
@@ -241,7 +240,7 @@ async function writeSparse(stream: Readable, out: string): Promise<number> {
 }
 
 /** One line for the confirmation summary and logs: what will be set, how, and what it costs. No secrets. */
-export function describeCustomization(r: NonNullable<ReturnType<typeof resolveCustomization>>, prepared: Pick<PreparedCustomization, "choice" | "layout" | "patch">): string {
+export function describeCustomization(r: ResolvedCustomization, prepared: Pick<PreparedCustomization, "choice" | "layout" | "patch">): string {
   const parts: string[] = [];
   if (r.hostname) parts.push(`hostname ${r.hostname}`);
   if (r.user) {

@@ -77,12 +77,7 @@ export interface MechanismChoice {
  * destroyed.
  */
 export function chooseMechanism(inspection: BootInspection | undefined, override: CustomizeWith = "auto"): MechanismChoice {
-  if (!inspection) {
-    throw new UserError(
-      "The image has no FAT boot partition, so it cannot be customized.",
-      "Flash it without --config, or use an image laid out like Raspberry Pi OS (FAT boot partition first).",
-    );
-  }
+  if (!inspection) refuseNoBootPartition();
   const firstrunPossible = inspection.cmdline !== undefined;
   if (override === "cloud-init") return { mechanism: "cloud-init", reason: "--customize-with cloud-init" };
   if (override === "firstrun") {
@@ -99,6 +94,13 @@ export function chooseMechanism(inspection: BootInspection | undefined, override
   throw new UserError(
     "The image's boot partition has neither cloud-init seed files (user-data, meta-data) nor a cmdline.txt, so there is no way to customize it.",
     "Flash it without --config, or force a mechanism with --customize-with cloud-init if you know the image reads a NoCloud seed from that partition.",
+  );
+}
+
+export function refuseNoBootPartition(): never {
+  throw new UserError(
+    "The image has no FAT boot partition, so it cannot be customized.",
+    "Flash it without --config, or use an image laid out like Raspberry Pi OS (FAT boot partition first).",
   );
 }
 
