@@ -1,6 +1,6 @@
 import { dirname, resolve } from "node:path";
 import { defineCommand } from "citty";
-import { formatSources, loadFlashConfig } from "../config/load.ts";
+import { formatSources, loadFlashConfig, toConfOrigins } from "../config/load.ts";
 import { check, formatCheck } from "../core/run-check.ts";
 import { UserError } from "../errors.ts";
 import { setFlags, targetArgs } from "./_shared.ts";
@@ -26,6 +26,7 @@ export default defineCommand({
       port: args.port ? Number(args.port) : undefined,
       imagePath: imagePath ? resolve(imagePath) : undefined,
       config: loaded.config,
+      origins: toConfOrigins(loaded),
       configDir: loaded.files.length ? dirname(loaded.files.at(-1)!) : process.cwd(),
     });
     if (args.json) console.log(JSON.stringify(report, null, 2));

@@ -1,6 +1,6 @@
 import { dirname, resolve } from "node:path";
 import { defineCommand } from "citty";
-import { loadFlashConfig } from "../config/load.ts";
+import { loadFlashConfig, toConfOrigins } from "../config/load.ts";
 import { flash } from "../core/run-flash.ts";
 import { UserError } from "../errors.ts";
 import { setFlags, targetArgs } from "./_shared.ts";
@@ -30,6 +30,7 @@ export default defineCommand({
       port: args.port ? Number(args.port) : undefined,
       imagePath: resolve(imagePath),
       config: loaded.config,
+      origins: toConfOrigins(loaded),
       configDir,
     });
   },

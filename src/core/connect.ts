@@ -1,4 +1,5 @@
 import * as p from "@clack/prompts";
+import { consola } from "consola";
 import type { FlashLiveConfig } from "../config/schema.ts";
 import { CancelledError } from "../errors.ts";
 import { createLocalTarget } from "../target/local.ts";
@@ -11,6 +12,11 @@ export interface ConnectOptions {
   port?: number;
   config: FlashLiveConfig;
   interactive: boolean;
+  /**
+   * After a re-flash the board presents the new image's host key. Replace the old known_hosts entry
+   * when the user said so (--accept-new-host-key) or confirms it; otherwise refuse as ssh does.
+   */
+  afterFlash?: boolean;
 }
 
 /** The one place that turns "HOST or --local" into a Target. */
@@ -25,6 +31,19 @@ export async function connectTarget(o: ConnectOptions): Promise<Target> {
     acceptNewHostKey: o.config.acceptNewHostKey ?? false,
     interactive: o.interactive,
     prompt: o.interactive ? ask : undefined,
+    onHostKeyChanged: o.afterFlash
+      ? async (change) => {
+          if (o.config.acceptNewHostKey) {
+            consola.info(`the re-flashed board has a new host key (${change.fingerprint}); replacing ${change.name} in ${change.knownHostsFile} (--accept-new-host-key)`);
+            return true;
+          }
+          if (!o.interactive) return false;
+          const r = await p.confirm({
+            message: `The re-flashed board presents a new host key ${change.fingerprint} (expected: the new image has its own keys). Replace the old entry for ${change.name} in ${change.knownHostsFile}?`,
+          });
+          return r === true;
+        }
+      : undefined,
   });
 }
 

@@ -5,7 +5,8 @@ import { loadPlugins, registerPlugins } from "../plugins/load-plugins.ts";
 import type { Target } from "../target/types.ts";
 import { connectTarget, isInteractive } from "./connect.ts";
 import type { FlashContext } from "./context.ts";
-import { prepareCustomizationFor } from "./customize-step.ts";
+import { prepareCustomizationFor, resolveCustomizationFor } from "./customize-step.ts";
+import type { ConfOrigins } from "../config/seed-conf.ts";
 import { createFlashHooks } from "./hooks.ts";
 
 export interface CheckRequest {
@@ -15,6 +16,7 @@ export interface CheckRequest {
   imagePath?: string;
   config: FlashLiveConfig;
   configDir: string;
+  origins?: ConfOrigins;
   interactive?: boolean;
 }
 
@@ -59,6 +61,7 @@ export interface CheckReport {
 /** Every preflight of `flash`, changing nothing on the board. */
 export async function check(req: CheckRequest): Promise<CheckReport> {
   const interactive = req.interactive ?? isInteractive();
+  const resolved = resolveCustomizationFor(req.config, req.origins, req.configDir);
   const hooks = createFlashHooks();
   await registerPlugins(hooks, await loadPlugins(req.config.plugins ?? [], { baseDir: req.configDir }), { config: req.config });
   const name = req.local ? "local" : (req.destination ?? "?");
@@ -79,7 +82,7 @@ export async function check(req: CheckRequest): Promise<CheckReport> {
         hooks,
         services: req.config.services ?? [],
         imagePath: req.imagePath,
-        customize: (c, image) => prepareCustomizationFor(c, image, req.config),
+        customize: (c, image) => prepareCustomizationFor(c, image, req.config, resolved),
       },
       ctx,
       (_name, fn) => fn(),

@@ -8,7 +8,8 @@ import { formatBytes } from "../image/source.ts";
 import { connectTarget, isInteractive } from "./connect.ts";
 import { createFlashHooks } from "./hooks.ts";
 import { fmtDuration } from "./progress.ts";
-import { prepareCustomizationFor } from "./customize-step.ts";
+import { prepareCustomizationFor, resolveCustomizationFor } from "./customize-step.ts";
+import type { ConfOrigins } from "../config/seed-conf.ts";
 
 export interface FlashRequest {
   local: boolean;
@@ -18,6 +19,8 @@ export interface FlashRequest {
   config: FlashLiveConfig;
   /** Directory plugin paths are relative to. */
   configDir: string;
+  /** Where each customization value was set (FILE:LINE in messages, relative key paths). */
+  origins?: ConfOrigins;
   interactive?: boolean;
 }
 
@@ -25,6 +28,8 @@ export interface FlashRequest {
 export async function flash(req: FlashRequest): Promise<FlashResult> {
   const interactive = req.interactive ?? isInteractive();
   if (!req.local && !req.destination) throw new UserError("No host given.", "Usage: flash-live flash HOST IMAGE, or flash-live flash --local IMAGE", 2);
+  // Config errors (bad hostname, unreadable key file) before any connection.
+  const resolved = resolveCustomizationFor(req.config, req.origins, req.configDir);
   const hooks = createFlashHooks();
   await registerPlugins(hooks, await loadPlugins(req.config.plugins ?? [], { baseDir: req.configDir }), { config: req.config });
   const started = performance.now();
@@ -40,8 +45,8 @@ export async function flash(req: FlashRequest): Promise<FlashResult> {
       yes: req.config.yes ?? false,
       interactive,
       verify: req.config.verify ?? true,
-      customize: (ctx, image) => prepareCustomizationFor(ctx, image, req.config),
-      reconnect: req.local ? undefined : () => connectTarget({ ...req, interactive: false }),
+      customize: (ctx, image) => prepareCustomizationFor(ctx, image, req.config, resolved),
+      reconnect: req.local ? undefined : () => connectTarget({ ...req, interactive, afterFlash: true }),
       confirm: async (question, phrase) => {
         const r = await p.text({ message: question, validate: (v) => (v === phrase ? undefined : `type exactly: ${phrase}`) });
         return !p.isCancel(r) && r === phrase;

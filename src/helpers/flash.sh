@@ -65,6 +65,15 @@ if [ "$cmd" = check-source ]; then
   exit 0
 fi
 
+if [ "$cmd" = detach ]; then
+  # Re-run ourselves in a new session (survives the SSH connection and its SIGHUP), log to tmpfs,
+  # and follow the log here so the developer sees progress over this session, opened before the
+  # freeze (new SSH logins hang on a frozen root: FIELD-NOTES §2).
+  LOG="$WORK/flash.log"
+  : > "$LOG"
+  "$BB" setsid "$BB" sh "$0" run "$WORK" "$@" > "$LOG" 2>&1 < /dev/null &
+  exec "$BB" tail -n +1 -f "$LOG"
+fi
 DISK="" CODEC=raw SOURCE="-" SIZE="" UNITS="" PATCH="" VERIFY="" REBOOT=1 ONFAIL=reboot
 RO_LIST="" FREEZE_LIST=""
 while [ $# -gt 0 ]; do
@@ -90,15 +99,6 @@ done
 case "$SIZE" in '' | *[!0-9]*) at "error --size must be a byte count"; exit 2 ;; esac
 DEC=$(decompressor "$CODEC") || { at "error unknown codec $CODEC"; exit 2; }
 
-if [ "$cmd" = detach ]; then
-  # Re-run ourselves in a new session (survives the SSH connection and its SIGHUP), log to tmpfs,
-  # and follow the log here so the developer sees progress over this session, opened before the
-  # freeze (new SSH logins hang on a frozen root: FIELD-NOTES §2).
-  LOG="$WORK/flash.log"
-  : > "$LOG"
-  "$BB" setsid "$BB" sh "$0" run "$WORK" "$@" > "$LOG" 2>&1 < /dev/null &
-  exec "$BB" tail -n +1 -f "$LOG"
-fi
 [ "$cmd" = run ] || { at "error unknown command $cmd"; exit 2; }
 # Defence in depth for the test harness (src/core/safety.ts): a work directory staged by a harness
 # run carries this marker, and then only a QEMU test board may be written.

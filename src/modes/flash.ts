@@ -16,6 +16,7 @@ import type { PreparedCustomization } from "../core/customize-step.ts";
 import { UserError } from "../errors.ts";
 import { type ImageScan, scanImage } from "../image/scan.ts";
 import { formatBytes, type ImageInfo, openImage, rawStream } from "../image/source.ts";
+import { HostKeyError } from "../target/ssh.ts";
 import type { Target } from "../target/types.ts";
 
 export interface FlashOptions {
@@ -418,6 +419,12 @@ async function waitForBoard(reconnect: () => Promise<Target>, oldBootId: string,
         return { bootId, hostname: hostname ?? "", os: os || undefined };
       }
     } catch (e) {
+      if (e instanceof HostKeyError && e.kind === "changed") {
+        throw new UserError(
+          `The board is back, with a new SSH host key (expected after a re-flash: the new image has its own keys). known_hosts was left unchanged, so flash-live cannot log in to confirm what it runs.`,
+          `${e.hint}\nNext time pass --accept-new-host-key, or keep-host-keys=true in the config to carry the old keys over. The image was written and verified before the reboot.`,
+        );
+      }
       if (e instanceof UserError && /host key/i.test(e.message)) throw e;
       lastErr = e instanceof Error ? e.message : String(e);
     } finally {
