@@ -35,8 +35,9 @@ import { scpArgv, type SshEndpoint, sshArgv } from "./ssh.ts";
  *
  * Snapshots: each (image, bus, disk size, memory) is booted once to SSH and its RAM + device state
  * saved (QEMU migration to a zstd file) next to a qcow2 of its disk; a board starts as a qcow2
- * overlay on that disk plus `-incoming` of the state. NVMe boards cold-boot: QEMU 7.2's nvme
- * device is not migratable.
+ * overlay on that disk plus `-incoming` of the state. NVMe and SD boards cold-boot: QEMU 7.2's
+ * nvme device is not migratable, and a restored sdhci-pci comes back with zeroed registers (the
+ * guest then gets I/O errors on mmcblk0).
  */
 
 export const MiB = 1024 * 1024;
@@ -69,7 +70,7 @@ export interface BoardOptions {
   holdAtReboot?: boolean;
   /** Attached after the board is up (hotplugged after a snapshot restore), present at later boots. */
   extraDisks?: ExtraDisk[];
-  /** "auto" (default): restore from the snapshot where the bus can be migrated (virtio, sd). */
+  /** "auto" (default): restore from the snapshot for virtio disks; nvme and sd boards cold-boot. */
   snapshot?: boolean | "auto";
   /** Default SSH user for ssh()/scp(): "pi". */
   user?: string;
@@ -117,8 +118,8 @@ export async function startBoard(opts: BoardOptions): Promise<Board> {
   const size = opts.diskSize ?? (recipe.flavor === "systemd" ? 2 * GiB : 512 * MiB);
   if (size < image.sizes.raw) throw new Error(`diskSize ${size} is smaller than image ${opts.image} (${image.sizes.raw} bytes) it must run`);
   if (bus === "sd" && (size & (size - 1)) !== 0) throw new Error(`QEMU SD cards must be a power of two in size, not ${size}`);
-  const useSnapshot = opts.snapshot === undefined || opts.snapshot === "auto" ? bus !== "nvme" : opts.snapshot;
-  if (useSnapshot && bus === "nvme") throw new Error("NVMe boards cannot start from a snapshot (QEMU's nvme device is not migratable)");
+  const useSnapshot = opts.snapshot === undefined || opts.snapshot === "auto" ? bus === "virtio" : opts.snapshot;
+  if (useSnapshot && bus !== "virtio") throw new Error(`${bus} boards cannot start from a snapshot (QEMU 7.2: nvme is not migratable; a restored sdhci-pci loses its registers)`);
   const machine: MachineConfig = { bus, diskSize: size, memMiB: opts.memMiB ?? 1024 };
   const { keyPath } = await ensureSuiteKey();
 
@@ -512,14 +513,15 @@ function qemuArgs(m: MachineConfig, r: RunArgs): string[] {
   }[m.bus];
   const args = [
     "qemu-system-x86_64",
-    "-M", "pc", "-accel", "tcg", "-smp", "1", "-m", String(m.memMiB),
+    // RDRAND (emulated by TCG) lets the guest's CRNG be ready at once: sshd never waits for entropy.
+    // Not `-cpu max`: its AVX2 emulation is new in QEMU 7.2, and every guest xz/zstd/ssh would run it.
+    "-M", "pc", "-accel", "tcg", "-cpu", "qemu64,+rdrand", "-smp", "1", "-m", String(m.memMiB),
     "-nodefaults", "-display", "none", "-no-reboot", "-rtc", "base=utc",
     "-chardev", `file,id=ser0,path=${r.serialLog},append=on`, "-serial", "chardev:ser0",
     "-qmp", `unix:${r.qmpSocket},server=on,wait=off`,
     "-kernel", r.boot.kernel, ...(r.boot.initrd ? ["-initrd", r.boot.initrd] : []), "-append", r.boot.cmdline,
     "-drive", disk, ...busArgs,
     "-netdev", `user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:${r.sshPort}-:22`, "-device", "virtio-net-pci,netdev=n0",
-    // Under TCG the guest has no RDRAND: without a virtio RNG, sshd waits seconds for the CRNG.
     "-device", "virtio-rng-pci",
     "-device", "qemu-xhci,id=xhci",
   ];

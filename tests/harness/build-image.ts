@@ -118,6 +118,10 @@ async function build(recipe: ImageRecipe, key: string, treePath: string, tmp: st
     "",
   ].join("\n"));
   mkdirSync(join(root, "boot/firmware"), { recursive: true });
+  // Newer than /usr: systemd's ConditionNeedsUpdate units (journal catalog, ldconfig, ~2 s under
+  // TCG) then do not run at the first boot.
+  writeFileSync(join(root, "etc/.updated"), "");
+  writeFileSync(join(root, "var/.updated"), "");
   if (recipe.flavor === "light") await makeLight(root);
 
   // 2. Boot files move to the FAT partition, where the board's "firmware" (firmware.ts) finds them.

@@ -134,7 +134,7 @@ async function configureBase(dir: string, publicKey: string): Promise<void> {
   await run(["sh", "-c", 'rm -f "$1"/etc/ssh/ssh_host_* "$1"/etc/machine-id "$1"/var/lib/dbus/machine-id', "-", dir]);
 
   // Timers that would only compete for the one emulated CPU during a test.
-  await chroot(dir, ["systemctl", "disable", "apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer", "fstrim.timer"]);
+  await chroot(dir, ["systemctl", "disable", "apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer", "fstrim.timer", "e2scrub_reap.service"]);
   await chroot(dir, ["systemctl", "enable", "systemd-networkd.service"]);
 
   const t0 = performance.now();
