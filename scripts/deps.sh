@@ -13,6 +13,7 @@ DEBIAN_PACKAGES=(
   libc6-arm64-cross                                             # qemu-aarch64 -L for the arm64 binary
   shellcheck wpasupplicant openssl util-linux                   # oracles: lint, wpa_passphrase, passwd -6, script(1)
   binutils gpg gpgv debian-archive-keyring ca-certificates        # .deb checks, busybox re-pinning
+  python3 python3-jsonschema python3-yaml python3-jinja2 python3-configobj python3-requests python3-jsonpatch python3-netifaces  # cloud-init schema oracle
 )
 
 missing=()
