@@ -171,11 +171,15 @@ for p in $(partitions); do
 done
 
 exec 3<&0
-"$BB" rm -f "$WORK/dec.rc" "$WORK/dd.err"
+"$BB" rm -f "$WORK/dec.rc" "$WORK/dd.err" "$WORK/count" "$WORK/count.fifo"
+# busybox dd reports records, not bytes: count what flows into it (a short raw stream exits 0).
+"$BB" mkfifo "$WORK/count.fifo"
+"$BB" wc -c < "$WORK/count.fifo" > "$WORK/count" &
+countpid=$!
 # $DEC is one of the fixed command lines from decompressor().
 # shellcheck disable=SC2086
 { if [ "$SOURCE" = - ]; then $DEC <&3; else $DEC < "$SOURCE"; fi; echo $? > "$WORK/dec.rc"; } |
-  "$BB" dd of="$DISK" bs=4M conv=fsync 2> "$WORK/dd.err" &
+  "$BB" tee "$WORK/count.fifo" | "$BB" dd of="$DISK" bs=4M conv=fsync 2> "$WORK/dd.err" &
 ddpid=$!
 exec 3<&-
 last=-1
@@ -187,7 +191,8 @@ done
 wait "$ddpid"
 ddrc=$?
 decrc=$("$BB" cat "$WORK/dec.rc" 2>/dev/null || echo missing)
-written=$("$BB" awk '/bytes/ {print $1; exit}' "$WORK/dd.err")
+wait "$countpid"
+written=$("$BB" tr -d " \n" < "$WORK/count" 2>/dev/null)
 at "progress ${written:-0} $SIZE"
 if [ "$ddrc" != 0 ] || [ "$decrc" != 0 ] || [ "${written:-0}" != "$SIZE" ]; then
   at "error write incomplete: dd exit $ddrc, decompressor exit $decrc, $written of $SIZE bytes written"
