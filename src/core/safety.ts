@@ -17,3 +17,9 @@ export function faultScript(): string | undefined {
   if (!isHarness()) return undefined;
   return process.env.FLASH_LIVE_TEST_FAULT || undefined;
 }
+
+/** Test-only: where to save the customization sectors so a test can compare the disk with image + patch. */
+export function patchDumpPath(): string | undefined {
+  if (!isHarness()) return undefined;
+  return process.env.FLASH_LIVE_TEST_PATCH_OUT || undefined;
+}

@@ -11,7 +11,7 @@ import { gatherFacts, type TargetFacts } from "../core/facts.ts";
 import type { FlashHookable } from "../core/hooks.ts";
 import { type Plan, planFlash } from "../core/plan.ts";
 import { createProgress, fmtDuration } from "../core/progress.ts";
-import { faultScript, isHarness } from "../core/safety.ts";
+import { faultScript, isHarness, patchDumpPath } from "../core/safety.ts";
 import type { PreparedCustomization } from "../core/customize-step.ts";
 import { UserError } from "../errors.ts";
 import { type ImageScan, scanImage } from "../image/scan.ts";
@@ -163,6 +163,11 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
       }
       if (custom?.extents.length) {
         const { index, data } = encodeExtents(custom.extents);
+        const dump = patchDumpPath();
+        if (dump) {
+          await Bun.write(`${dump}.idx`, index);
+          await Bun.write(`${dump}.bin`, data);
+        }
         await t.put(`${work}/patch`, index, { mode: "0600", root: true });
         await t.put(`${work}/patch.bin`, data, { mode: "0600", root: true });
       }
