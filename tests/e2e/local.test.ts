@@ -1,0 +1,63 @@
+/**
+ * issue 6, local mode: the compiled linux-x64 binary runs ON the board (as root, from a second disk
+ * standing in for a USB stick), exactly as a user with a console would run it.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { type Board, startBoard } from "../harness/board.ts";
+import { ensureImage } from "../harness/build-image.ts";
+
+const ROOT = resolve(import.meta.dir, "../..");
+const BIN = join(ROOT, "dist/flash-live-linux-x64");
+let stick: string;
+const boards: Board[] = [];
+
+beforeAll(async () => {
+  const b = Bun.spawnSync(["bash", "scripts/build.sh", "x64"], { cwd: ROOT, stdout: "inherit", stderr: "inherit" });
+  if (b.exitCode !== 0) throw new Error("building the x64 binary failed");
+  stick = mkdtempSync(join(tmpdir(), "flash-live-stick-"));
+  copyFileSync(BIN, join(stick, "flash-live"));
+  Bun.spawnSync(["chmod", "755", join(stick, "flash-live")]);
+  const l2 = await ensureImage("L2");
+  const lgpt = await ensureImage("L-gpt");
+  copyFileSync(l2.xz, join(stick, "L2.img.xz"));
+  copyFileSync(lgpt.gz, join(stick, "L-gpt.img.gz"));
+}, 600_000);
+afterEach(async () => {
+  for (const b of boards.splice(0)) await b.stop();
+});
+afterAll(() => rmSync(stick, { recursive: true, force: true }));
+
+async function localFlash(file: string, image: "L2" | "L-gpt", extra: string[]) {
+  const img = await ensureImage(image);
+  const board = await startBoard({ image: "L", holdAtReboot: true, extraDisks: [{ fromDir: stick, label: "stick", bus: "virtio" }] });
+  boards.push(board);
+  await board.ssh("mkdir -p /mnt/usb && mount -o ro LABEL=stick /mnt/usb || mount -o ro /dev/vdb /mnt/usb", { user: "root" });
+  const before = await board.bootId();
+  // The session stays open until the board resets; its output is the helper's progress.
+  const run = board.ssh(`/mnt/usb/flash-live flash --local --yes ${extra.join(" ")} /mnt/usb/${file} 2>&1`, { user: "root", check: false, timeoutMs: 900_000 });
+  await board.waitHeld(900_000);
+  const out = (await run).stdout;
+  const cmp = await board.compareDisk(img.raw);
+  if (!cmp.equal) console.error(out);
+  expect(cmp).toMatchObject({ equal: true });
+  expect(out).toContain("verified");
+  await board.resume();
+  expect(await board.waitForReboot(before)).not.toBe(before);
+  expect((await board.ssh("cat /etc/image-id")).stdout.trim()).toBe(img.marker);
+  return out;
+}
+
+describe("local (the compiled binary on the board)", () => {
+  test("ramfs: .img.xz copied to RAM first", async () => {
+    const out = await localFlash("L2.img.xz", "L2", ["--ramfs"]);
+    expect(out).toContain("mode       ramfs (local)");
+  });
+
+  test("stream: .img.gz read from another disk during the write, GPT", async () => {
+    const out = await localFlash("L-gpt.img.gz", "L-gpt", ["--stream"]);
+    expect(out).toContain("mode       stream (local)");
+  });
+});
