@@ -227,7 +227,9 @@ verify_all() { # prints the bad ranges, one per line
 verify_result=skipped
 if [ -n "$VERIFY" ]; then
   at "phase verify"
-  [ -x "$WORK/fault.sh" ] && "$BB" sh "$WORK/fault.sh" "$DISK"   # test-only hook, see src/core/safety.ts
+  # Test-only fault injection between write and read-back (src/core/safety.ts: staged only by the
+  # harness, and flash.sh refuses harness work directories outside a test board).
+  if [ -e "$WORK/fault.sh" ] && [ -e "$WORK/harness" ]; then "$BB" sh "$WORK/fault.sh" "$DISK" "$BB"; fi
   bad=$(verify_all "$VERIFY")
   if [ -n "$bad" ] && [ "$SOURCE" != - ]; then
     at "verify-mismatch $(echo "$bad" | "$BB" awk '{printf "%s+%s ", $1, $2}')"

@@ -82,3 +82,38 @@ describe("remote", () => {
     await flashAndProve({ board, home, image: "L-gpt", file: "raw", args: ["--stream", "--accept-new-host-key"] });
   });
 });
+
+describe("verification", () => {
+  // Between the write and the read-back, the harness-only fault hook zeroes 1 MiB at 100 MiB.
+  const fault = '"$2" dd if=/dev/zero of="$1" bs=1M count=1 seek=100 conv=notrunc,fsync 2>/dev/null';
+
+  test("ramfs: a corrupted range is caught and rewritten from the copy in RAM", async () => {
+    const { board, home } = await boardWithHome("L");
+    const img = await ensureImage("L2");
+    const before = await board.bootId();
+    const cli = home.run(["flash", "board", img.xz, "--yes", "--accept-new-host-key"], { env: { FLASH_LIVE_TEST_FAULT: fault } });
+    await board.waitHeld(600_000);
+    expect(await board.compareDisk(img.raw)).toMatchObject({ equal: true });
+    await board.resume();
+    const r = await cli;
+    const out = r.stdout + r.stderr;
+    expect(out).toContain("read-back found bad ranges (67108864+67108864");
+    expect(out).toContain("after rewriting bad ranges from RAM");
+    expect(r.code).toBe(0);
+    expect(await board.waitForReboot(before)).not.toBe(before);
+  });
+
+  test("stream: a corrupted range is reported, the run fails", async () => {
+    const { board, home } = await boardWithHome("L");
+    const img = await ensureImage("L2");
+    const cli = home.run(["flash", "board", img.gz, "--stream", "--yes", "--accept-new-host-key"], { env: { FLASH_LIVE_TEST_FAULT: fault } });
+    await board.waitHeld(600_000);
+    const cmp = await board.compareDisk(img.raw);
+    expect(cmp.equal).toBe(false);
+    expect(cmp.firstDifferences[0]).toBe(100 * 1024 * 1024);
+    await board.resume();
+    const r = await cli;
+    expect(r.code).toBe(1);
+    expect(r.stdout + r.stderr).toContain("VERIFICATION FAILED");
+  });
+});
