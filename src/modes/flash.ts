@@ -264,8 +264,14 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
   if (outcome.error) ctx.warnings.push(outcome.error);
   const verified = outcome.verify;
   if (verified === "failed") {
-    log.error(`VERIFICATION FAILED: the disk does not hold the image (${outcome.badRanges}).`);
-  } else if (verified === "ok" || verified === "repaired") {
+    throw new UserError(
+      `VERIFICATION FAILED: after the write, ${plan.diskPath} does not hold the image; bad ranges (offset+length): ${outcome.badRanges}.`,
+      o.onVerifyFail === "halt"
+        ? "The board was halted so the disk can be inspected; re-flash it."
+        : "The board rebooted anyway (--on-verify-fail reboot). Re-flash it; if this repeats, suspect the disk (SD cards wear out).",
+    );
+  }
+  if (verified === "ok" || verified === "repaired") {
     log.success(`verified: every byte on ${plan.diskPath} matches the image${verified === "repaired" ? " (after rewriting bad ranges from RAM)" : ""}`);
   }
 

@@ -69,3 +69,29 @@ export function log(msg: string): void {
   if (process.env.FLASH_LIVE_HARNESS_QUIET) return;
   process.stderr.write(`[harness] ${msg}\n`);
 }
+
+/**
+ * Hold an exclusive flock(1) on `lockPath` while fn runs: two test processes (or a test and
+ * scripts/build-boards.ts) never build or replace the same cached tree/image/snapshot at once.
+ * The lock is held by a child `flock ... cat` reading our pipe, so it is released when fn ends
+ * or when this process dies (the pipe closes).
+ */
+export async function withLock<T>(lockPath: string, fn: () => Promise<T>): Promise<T> {
+  const holder = Bun.spawn(["flock", "-x", lockPath, "sh", "-c", "echo locked; exec cat >/dev/null"], {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "inherit",
+  });
+  const reader = (holder.stdout as ReadableStream<Uint8Array>).getReader();
+  const waitLog = setTimeout(() => log(`waiting for ${lockPath} (another process builds it)`), 2000);
+  const first = await reader.read();
+  clearTimeout(waitLog);
+  reader.releaseLock();
+  if (first.done) throw new Error(`could not lock ${lockPath}`);
+  try {
+    return await fn();
+  } finally {
+    holder.stdin.end();
+    await holder.exited;
+  }
+}

@@ -1,7 +1,7 @@
 import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { HarnessCommandError, log, run, type RunResult, since, sleep } from "./_run.ts";
+import { HarnessCommandError, log, run, type RunResult, since, sleep, withLock } from "./_run.ts";
 import { type BoardImage, ensureImage } from "./build-image.ts";
 import { hashOf } from "./build-tree.ts";
 import { diskSize, extractRange, readRange } from "./disk.ts";
@@ -313,11 +313,12 @@ export class Board {
 
   /**
    * Byte-for-byte: the first size(image) bytes of the board's disk against the raw image, with
-   * `patches` applied to the expected side (the intended customization). Needs QEMU stopped
-   * (held at a reboot, powered off or stopped), so every guest write is in the file.
+   * `patches` applied to the expected side (the intended customization). Needs QEMU not running
+   * (held at a reboot, powered off, or failed), so every guest write is in the file.
    */
   async compareDisk(imageRawPath: string, opts: { patches?: { offset: number; data: Uint8Array }[] } = {}): Promise<DiskComparison> {
-    if (this.state === "running" || this.state === "starting") throw new Error("compareDisk(): the board is running; hold it at reboot (holdAtReboot) or stop it first");
+    if (this.state === "running" || this.state === "starting") throw new Error("compareDisk(): the board is running; hold it at reboot (holdAtReboot) first");
+    if (this.state === "stopped") throw new Error("compareDisk(): the board is stopped and its disk deleted; compare while it is held");
     const size = statSync(imageRawPath).size;
     const dSize = await diskSize(this.disk, "qcow2");
     const result: DiskComparison = { equal: false, size, diskSize: dSize, firstDifferences: [], differingSectors: 0 };
@@ -559,7 +560,13 @@ async function buildSnapshot(image: BoardImage, m: MachineConfig, name: string):
     boot: { kernel: join(dir, "boot/kernel"), initrd: existsSync(join(d, "boot/initrd")) ? join(dir, "boot/initrd") : undefined, cmdline: readFileSync(join(d, "boot/cmdline.txt"), "utf8").split("\n")[0]!.trim() },
   });
   if (existsSync(join(dir, "info.json"))) return at(dir);
+  return withLock(`${dir}.lock`, async () => {
+    if (existsSync(join(dir, "info.json"))) return at(dir);
+    return saveSnapshot(image, m, name, dir, at);
+  });
+}
 
+async function saveSnapshot(image: BoardImage, m: MachineConfig, name: string, dir: string, at: (d: string) => Snapshot): Promise<Snapshot> {
   const t0 = performance.now();
   const tmp = `${dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
@@ -608,7 +615,7 @@ async function buildSnapshot(image: BoardImage, m: MachineConfig, name: string):
     const snapDir = cachePath("snapshots");
     const prefix = `${image.name}-${m.bus}-`;
     for (const entry of readdirSync(snapDir)) {
-      if (entry.startsWith(prefix) && entry !== name && !entry.includes(".tmp-") && entry.length === name.length) {
+      if (entry.startsWith(prefix) && entry !== name && /^[0-9a-f]{16}$/.test(entry.slice(prefix.length))) {
         const info = join(snapDir, entry, "info.json");
         if (existsSync(info) && JSON.parse(readFileSync(info, "utf8")).imageKey !== image.key) rmSync(join(snapDir, entry), { recursive: true, force: true });
       }

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { chroot, log, run, since } from "./_run.ts";
+import { chroot, log, run, since, withLock } from "./_run.ts";
 import { ensureTree, hashOf, ROOTFS_DIR } from "./build-tree.ts";
 import { cachePath } from "./paths.ts";
 import { BOARD_MARKER_PATH, BOARD_MARKER_TEXT, IMAGES, type ImageName, type ImageRecipe } from "./recipes.ts";
@@ -62,14 +62,20 @@ async function buildOrReuse(recipe: ImageRecipe): Promise<BoardImage> {
   const dir = cachePath("images", `${recipe.name}-${key}`);
   const infoPath = join(dir, "info.json");
   if (existsSync(infoPath)) return { ...(JSON.parse(readFileSync(infoPath, "utf8")) as BoardImage), buildSeconds: 0 };
+  return withLock(`${dir}.lock`, async () => {
+    if (existsSync(infoPath)) return { ...(JSON.parse(readFileSync(infoPath, "utf8")) as BoardImage), buildSeconds: 0 };
+    return buildAndPublish(recipe, key, tree.path, dir);
+  });
+}
 
+async function buildAndPublish(recipe: ImageRecipe, key: string, treePath: string, dir: string): Promise<BoardImage> {
   const t0 = performance.now();
   const tmp = `${dir}.tmp-${process.pid}`;
   await run(["rm", "-rf", tmp]);
   mkdirSync(tmp, { recursive: true });
   log(`building image ${recipe.name} (${recipe.name}-${key})`);
   try {
-    const info = await build(recipe, key, tree.path, tmp, dir);
+    const info = await build(recipe, key, treePath, tmp, dir);
     info.buildSeconds = since(t0);
     writeFileSync(join(tmp, "info.json"), `${JSON.stringify(info, null, 2)}\n`);
     await run(["rm", "-rf", dir]);
@@ -77,7 +83,7 @@ async function buildOrReuse(recipe: ImageRecipe): Promise<BoardImage> {
     log(`image ${recipe.name} built in ${info.buildSeconds} s (raw ${mib(info.sizes.raw)}, xz ${mib(info.sizes.xz)})`);
     const imagesDir = cachePath("images");
     for (const entry of readdirSync(imagesDir)) {
-      if (entry.startsWith(`${recipe.name}-`) && entry !== `${recipe.name}-${key}` && !entry.includes(".tmp-") && entry.slice(recipe.name.length + 1).length === key.length) {
+      if (entry.startsWith(`${recipe.name}-`) && entry !== `${recipe.name}-${key}` && /^[0-9a-f]{16}$/.test(entry.slice(recipe.name.length + 1))) {
         await run(["rm", "-rf", join(imagesDir, entry)], { check: false });
       }
     }

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
-import { chroot, log, run, since } from "./_run.ts";
+import { chroot, log, run, since, withLock } from "./_run.ts";
 import { cachePath, ensureSuiteKey } from "./paths.ts";
 import { BOARD_USERS } from "./recipes.ts";
 
@@ -88,6 +88,11 @@ async function ensureDebootstrapTree(): Promise<Tree> {
 async function ensureLayer(layer: string, key: string, build: (dir: string) => Promise<void>): Promise<Tree> {
   const path = cachePath("trees", `${layer}-${key}`);
   if (existsSync(join(path, ".flash-live-complete"))) return { path, key };
+  return withLock(`${path}.lock`, () => buildLayer(layer, key, path, build));
+}
+
+async function buildLayer(layer: string, key: string, path: string, build: (dir: string) => Promise<void>): Promise<Tree> {
+  if (existsSync(join(path, ".flash-live-complete"))) return { path, key };
   const tmp = `${path}.tmp-${process.pid}`;
   await run(["rm", "-rf", tmp, path]);
   await run(["mkdir", "-p", tmp]);
@@ -105,7 +110,7 @@ async function ensureLayer(layer: string, key: string, build: (dir: string) => P
   // Older versions of this layer are dead weight (hundreds of MiB each).
   const dir = cachePath("trees");
   for (const entry of readdirSync(dir)) {
-    if (entry.startsWith(`${layer}-`) && entry !== `${layer}-${key}` && !entry.includes(".tmp-")) {
+    if (entry.startsWith(`${layer}-`) && entry !== `${layer}-${key}` && !entry.includes(".tmp-") && !entry.endsWith(".lock")) {
       await run(["rm", "-rf", join(dir, entry)], { check: false });
     }
   }
