@@ -150,12 +150,22 @@ function readEnvLayer(env: Record<string, string | undefined>, cwd: string, warn
   return entries.sort((a, b) => CONFIG_KEYS.indexOf(a.key) - CONFIG_KEYS.indexOf(b.key));
 }
 
+/**
+ * The flag the user typed for a key, for --explain and messages: most keys are their kebab name,
+ * but `mode` comes from --ramfs/--stream and some path keys have shorter flags (commands/_shared.ts).
+ */
+function flagSpelling(key: ConfigKey, raw: unknown): string {
+  if (key === "mode" && (raw === "ramfs" || raw === "stream")) return `--${raw}`;
+  const short: Partial<Record<ConfigKey, string>> = { identityFile: "--identity", knownHostsFile: "--known-hosts", sshConfigFile: "--ssh-config" };
+  return short[key] ?? `--${kebabName(key)}`;
+}
+
 function readFlagLayer(flags: Record<string, unknown>, cwd: string): LayerEntry[] {
   const byKey = new Map<ConfigKey, LayerEntry>();
   for (const [spelling, raw] of Object.entries(flags)) {
     const key = canonicalKey(spelling);
     if (!key || raw === undefined) continue;
-    const name = `--${kebabName(key)}`;
+    const name = flagSpelling(key, raw);
     if (SECRET_KEYS.has(key))
       throw new UserError(
         `${name} is not accepted on the command line: it would be visible in \`ps\` and your shell history.`,
