@@ -1,9 +1,10 @@
 import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { HarnessCommandError, log, run, type RunResult, since, sleep, withLock } from "./_run.ts";
+import { HarnessCommandError, log, run, type RunResult, since, sleep } from "./_run.ts";
 import { type BoardImage, ensureImage } from "./build-image.ts";
 import { hashOf } from "./build-tree.ts";
+import { ensureCached, isAlive } from "./cache.ts";
 import { diskSize, extractRange, readRange } from "./disk.ts";
 import { type BootFiles, loadBootFiles } from "./firmware.ts";
 import { cachePath, ensureSuiteKey } from "./paths.ts";
@@ -543,37 +544,32 @@ async function ensureSnapshot(image: BoardImage, m: MachineConfig): Promise<Snap
   const qemuVersion = (await run(["qemu-system-x86_64", "--version"])).stdout.split("\n")[0]!;
   const placeholder: RunArgs = { boot: { kernel: "K", initrd: "I", cmdline: "C" }, disk: "D", serialLog: "S", qmpSocket: "Q", sshPort: 0, extras: [], incoming: "X" };
   const key = hashOf(image.key, qemuVersion, JSON.stringify(qemuArgs(m, placeholder)), "snapshot-v1");
-  const name = `${image.name}-${m.bus}-${key}`;
-  let p = snapshotsBuilding.get(name);
+  const memo = `${image.name}-${m.bus}-${key}`;
+  let p = snapshotsBuilding.get(memo);
   if (!p) {
-    p = buildSnapshot(image, m, name);
-    snapshotsBuilding.set(name, p);
-    p.catch(() => snapshotsBuilding.delete(name));
+    p = (async () => {
+      const t0 = performance.now();
+      const { dir, built } = await ensureCached("snapshots", `${image.name}-${m.bus}`, key, (tmp, final) => saveSnapshot(image, m, tmp, final));
+      const initrd = join(dir, "boot/initrd");
+      return {
+        dir, disk: join(dir, "disk.qcow2"), state: join(dir, "state.zst"),
+        boot: { kernel: join(dir, "boot/kernel"), initrd: existsSync(initrd) ? initrd : undefined, cmdline: readFileSync(join(dir, "boot/cmdline.txt"), "utf8").split("\n")[0]!.trim() },
+        builtSeconds: built ? since(t0) : undefined,
+      };
+    })();
+    snapshotsBuilding.set(memo, p);
+    p.catch(() => snapshotsBuilding.delete(memo));
   }
   return p;
 }
 
-async function buildSnapshot(image: BoardImage, m: MachineConfig, name: string): Promise<Snapshot> {
-  const dir = cachePath("snapshots", name);
-  const at = (d: string): Snapshot => ({
-    dir: d, disk: join(dir, "disk.qcow2"), state: join(dir, "state.zst"),
-    boot: { kernel: join(dir, "boot/kernel"), initrd: existsSync(join(d, "boot/initrd")) ? join(dir, "boot/initrd") : undefined, cmdline: readFileSync(join(d, "boot/cmdline.txt"), "utf8").split("\n")[0]!.trim() },
-  });
-  if (existsSync(join(dir, "info.json"))) return at(dir);
-  return withLock(`${dir}.lock`, async () => {
-    if (existsSync(join(dir, "info.json"))) return at(dir);
-    return saveSnapshot(image, m, name, dir, at);
-  });
-}
-
-async function saveSnapshot(image: BoardImage, m: MachineConfig, name: string, dir: string, at: (d: string) => Snapshot): Promise<Snapshot> {
+/** Boot the image once to SSH, let it settle, and save RAM + device state next to its disk. */
+async function saveSnapshot(image: BoardImage, m: MachineConfig, tmp: string, final: string): Promise<void> {
   const t0 = performance.now();
-  const tmp = `${dir}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp, { recursive: true });
-  log(`building snapshot ${name}`);
+  log(`building snapshot of ${image.name} on ${m.bus} (${final})`);
   let vm: QemuVm | undefined;
   try {
+    // The disk the final snapshot dir will hold: overlays of running boards point at final/disk.qcow2.
     const disk = join(tmp, "disk.qcow2");
     await run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", image.raw, "-F", "raw", disk, String(m.diskSize)]);
     const boot = await loadBootFiles(disk, "qcow2", join(tmp, "boot"));
@@ -608,22 +604,9 @@ async function saveSnapshot(image: BoardImage, m: MachineConfig, name: string, d
     writeFileSync(join(tmp, "info.json"), `${JSON.stringify({ image: image.name, imageKey: image.key, ...m, bootSeconds, stateBytes, builtSeconds: since(t0) }, null, 2)}\n`);
     rmSync(join(tmp, "qmp.sock"), { force: true });
     rmSync(join(tmp, "owner.json"), { force: true });
-    rmSync(dir, { recursive: true, force: true });
-    await run(["mv", "-T", tmp, dir]);
-    log(`snapshot ${name}: boot to SSH ${bootSeconds} s, saved in ${since(t0)} s, state ${(stateBytes / MiB).toFixed(0)} MiB`);
-    // Older snapshots of this image/bus belong to older images or machine settings.
-    const snapDir = cachePath("snapshots");
-    const prefix = `${image.name}-${m.bus}-`;
-    for (const entry of readdirSync(snapDir)) {
-      if (entry.startsWith(prefix) && entry !== name && /^[0-9a-f]{16}$/.test(entry.slice(prefix.length))) {
-        const info = join(snapDir, entry, "info.json");
-        if (existsSync(info) && JSON.parse(readFileSync(info, "utf8")).imageKey !== image.key) rmSync(join(snapDir, entry), { recursive: true, force: true });
-      }
-    }
-    return { ...at(dir), builtSeconds: since(t0) };
+    log(`snapshot of ${image.name} on ${m.bus}: boot to SSH ${bootSeconds} s, saved in ${since(t0)} s, state ${(stateBytes / MiB).toFixed(0)} MiB`);
   } catch (e) {
     await vm?.kill();
-    rmSync(tmp, { recursive: true, force: true });
     throw e;
   }
 }
@@ -823,15 +806,6 @@ function reapOrphans(): void {
       }
     }
     rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 

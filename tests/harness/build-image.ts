@@ -1,16 +1,16 @@
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { chroot, log, run, since, withLock } from "./_run.ts";
+import { chroot, log, run, since } from "./_run.ts";
+import { ensureCached } from "./cache.ts";
 import { ensureTree, hashOf, ROOTFS_DIR } from "./build-tree.ts";
-import { cachePath } from "./paths.ts";
 import { BOARD_MARKER_PATH, BOARD_MARKER_TEXT, IMAGES, type ImageName, type ImageRecipe } from "./recipes.ts";
 
 /**
  * Board images, laid out like a Raspberry Pi OS image: partition 1 FAT32 `bootfs` with the kernel,
  * initramfs, cmdline.txt and config.txt; partition 2 ext4 `rootfs`. Built without loop mounts
  * (this machine's kernel has no vfat): mkfs.vfat -C + mtools for the FAT, `mkfs.ext4 -d` straight
- * into the image file at the partition's offset. Cached in <cache>/images/<name>-<hash>/.
+ * into the image file at the partition's offset. Cached in <cache>/images/<name>-<hash>/ (cache.ts).
  */
 export interface BoardImage {
   name: ImageName;
@@ -59,39 +59,16 @@ async function buildOrReuse(recipe: ImageRecipe): Promise<BoardImage> {
   const rootfsParts = [{ files: join(ROOTFS_DIR, recipe.flavor) }];
   if (recipe.tree === "cloud") rootfsParts.push({ files: join(ROOTFS_DIR, "cloud") }, { files: join(ROOTFS_DIR, "cloud-bootfs") });
   const key = hashOf(tree.key, readFileSync(import.meta.path, "utf8"), JSON.stringify(recipe), ...rootfsParts);
-  const dir = cachePath("images", `${recipe.name}-${key}`);
-  const infoPath = join(dir, "info.json");
-  if (existsSync(infoPath)) return { ...(JSON.parse(readFileSync(infoPath, "utf8")) as BoardImage), buildSeconds: 0 };
-  return withLock(`${dir}.lock`, async () => {
-    if (existsSync(infoPath)) return { ...(JSON.parse(readFileSync(infoPath, "utf8")) as BoardImage), buildSeconds: 0 };
-    return buildAndPublish(recipe, key, tree.path, dir);
-  });
-}
-
-async function buildAndPublish(recipe: ImageRecipe, key: string, treePath: string, dir: string): Promise<BoardImage> {
   const t0 = performance.now();
-  const tmp = `${dir}.tmp-${process.pid}`;
-  await run(["rm", "-rf", tmp]);
-  mkdirSync(tmp, { recursive: true });
-  log(`building image ${recipe.name} (${recipe.name}-${key})`);
-  try {
-    const info = await build(recipe, key, treePath, tmp, dir);
+  const { dir, built } = await ensureCached("images", recipe.name, key, async (tmp, final) => {
+    log(`building image ${recipe.name} (${recipe.name}-${key})`);
+    const info = await build(recipe, key, tree.path, tmp, final);
     info.buildSeconds = since(t0);
     writeFileSync(join(tmp, "info.json"), `${JSON.stringify(info, null, 2)}\n`);
-    await run(["rm", "-rf", dir]);
-    await run(["mv", "-T", tmp, dir]);
     log(`image ${recipe.name} built in ${info.buildSeconds} s (raw ${mib(info.sizes.raw)}, xz ${mib(info.sizes.xz)})`);
-    const imagesDir = cachePath("images");
-    for (const entry of readdirSync(imagesDir)) {
-      if (entry.startsWith(`${recipe.name}-`) && entry !== `${recipe.name}-${key}` && /^[0-9a-f]{16}$/.test(entry.slice(recipe.name.length + 1))) {
-        await run(["rm", "-rf", join(imagesDir, entry)], { check: false });
-      }
-    }
-    return info;
-  } catch (e) {
-    await run(["rm", "-rf", tmp], { check: false });
-    throw e;
-  }
+  });
+  const info = JSON.parse(readFileSync(join(dir, "info.json"), "utf8")) as BoardImage;
+  return { ...info, buildSeconds: built ? info.buildSeconds : 0 };
 }
 
 async function build(recipe: ImageRecipe, key: string, treePath: string, tmp: string, finalDir: string): Promise<BoardImage> {

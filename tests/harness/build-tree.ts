@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
-import { chroot, log, run, since, withLock } from "./_run.ts";
-import { cachePath, ensureSuiteKey } from "./paths.ts";
+import { chroot, log, run, since } from "./_run.ts";
+import { ensureCached } from "./cache.ts";
+import { ensureSuiteKey } from "./paths.ts";
 import { BOARD_USERS } from "./recipes.ts";
 
 /**
@@ -10,8 +11,8 @@ import { BOARD_USERS } from "./recipes.ts";
  *   debootstrap  Debian trixie minbase + the packages below (the only network-heavy step, ~80 s)
  *   base         + users, keys, sudoers, initramfs for all board disk buses, no docs/apt caches
  *   cloud        base + cloud-init (for B-cloud)
- * A layer's hash covers its parent's hash and everything that shapes it, so editing a recipe
- * rebuilds exactly the layers below the edit.
+ * A layer's hash covers its parent's hash and everything that shapes it (this file included), so
+ * editing a recipe rebuilds exactly the layers below the edit. Caching mechanics: cache.ts.
  */
 export const DEBIAN = {
   suite: "trixie",
@@ -84,37 +85,14 @@ async function ensureDebootstrapTree(): Promise<Tree> {
   });
 }
 
-/** Build a layer into a temporary dir and rename it in place: a half-built tree is never used. */
 async function ensureLayer(layer: string, key: string, build: (dir: string) => Promise<void>): Promise<Tree> {
-  const path = cachePath("trees", `${layer}-${key}`);
-  if (existsSync(join(path, ".flash-live-complete"))) return { path, key };
-  return withLock(`${path}.lock`, () => buildLayer(layer, key, path, build));
-}
-
-async function buildLayer(layer: string, key: string, path: string, build: (dir: string) => Promise<void>): Promise<Tree> {
-  if (existsSync(join(path, ".flash-live-complete"))) return { path, key };
-  const tmp = `${path}.tmp-${process.pid}`;
-  await run(["rm", "-rf", tmp, path]);
-  await run(["mkdir", "-p", tmp]);
-  log(`building tree ${layer}-${key}`);
   const t0 = performance.now();
-  try {
+  const { dir, built } = await ensureCached("trees", layer, key, async (tmp) => {
+    log(`building tree ${layer}-${key}`);
     await build(tmp);
-  } catch (e) {
-    await run(["rm", "-rf", tmp], { check: false });
-    throw e;
-  }
-  writeFileSync(join(tmp, ".flash-live-complete"), `${key}\n`);
-  await run(["mv", "-T", tmp, path]);
-  log(`tree ${layer}-${key} built in ${since(t0)} s`);
-  // Older versions of this layer are dead weight (hundreds of MiB each).
-  const dir = cachePath("trees");
-  for (const entry of readdirSync(dir)) {
-    if (entry.startsWith(`${layer}-`) && entry !== `${layer}-${key}` && !entry.includes(".tmp-") && !entry.endsWith(".lock")) {
-      await run(["rm", "-rf", join(dir, entry)], { check: false });
-    }
-  }
-  return { path, key };
+  });
+  if (built) log(`tree ${layer}-${key} built in ${since(t0)} s`);
+  return { path: dir, key };
 }
 
 async function configureBase(dir: string, publicKey: string): Promise<void> {
