@@ -119,6 +119,22 @@ describe("boards", () => {
     report(`hand flash L -> L2: write+reboot ${flashSeconds.toFixed(1)} s, compare ${compareSeconds.toFixed(1)} s, boot to SSH ${board.timings.bootToSshSeconds} s, whole cycle ${total.toFixed(1)} s`);
   }, COLD_BUILD_MS);
 
+  test("a guest reboot boots the board again from its disk; a kernel panic fails the board fast", async () => {
+    board = await startBoard({ image: "L" });
+    const first = await board.bootId();
+    await board.ssh("reboot", { user: "root", check: false });
+    const second = await board.waitForReboot(first, 180_000);
+    expect(second).not.toBe(first);
+    expect(board.boots.map((b) => b.kind)).toEqual(["restore", "cold"]);
+    report(`L reboot: boot to SSH ${board.timings.bootToSshSeconds} s`);
+
+    const t0 = performance.now();
+    await board.ssh("echo c > /proc/sysrq-trigger", { user: "root", check: false, timeoutMs: 30_000 });
+    await expect(board.waitForSsh(120_000)).rejects.toThrow(/kernel panic/);
+    expect(board.state).toBe("failed");
+    expect((performance.now() - t0) / 1000).toBeLessThan(30);
+  }, COLD_BUILD_MS);
+
   test("A board (systemd) from snapshot: SSH, marker, passwordless sudo for pi; strict's sudo needs a password", async () => {
     board = await startBoard({ image: "A" });
     report(`A: ${JSON.stringify(board.timings)}`);
