@@ -30,7 +30,10 @@ export function buildCloudInitFiles(r: ResolvedCustomization, inspection: Pick<B
     const entry: Record<string, unknown> = { name: u.name, groups: IMAGER_GROUPS, shell: "/bin/bash" };
     if (u.passwordHash) {
       entry.lock_passwd = false;
-      entry.passwd = u.passwordHash;
+      // hashed_passwd, not Imager's passwd: cloud-init ignores passwd for an account that exists
+      // already ("'passwd' in user-data is ignored for existing user"), and the take-over above
+      // makes this one exist. hashed_passwd is set for new and existing accounts alike.
+      entry.hashed_passwd = u.passwordHash;
     } else {
       entry.lock_passwd = true;
     }

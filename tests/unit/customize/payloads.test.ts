@@ -96,7 +96,7 @@ describe("cloud-init payloads", () => {
     expect(doc.hostname).toBe("myboat");
     expect(doc.manage_etc_hosts).toBe(true);
     expect(doc.users).toEqual([
-      { name: "skipper", groups: IMAGER_GROUPS, shell: "/bin/bash", lock_passwd: false, passwd: r.user!.passwordHash, ssh_authorized_keys: [KEY1, KEY2] },
+      { name: "skipper", groups: IMAGER_GROUPS, shell: "/bin/bash", lock_passwd: false, hashed_passwd: r.user!.passwordHash, ssh_authorized_keys: [KEY1, KEY2] },
     ]);
     expect(doc.ssh_pwauth).toBe(true);
     expect(doc.timezone).toBe("Europe/Helsinki");
@@ -118,6 +118,7 @@ describe("cloud-init payloads", () => {
     const doc = parse(file(buildPayloads(r, { mechanism: "cloud-init", inspection: INSPECTION }).files, "user-data"));
     expect(doc.users[0].lock_passwd).toBe(true);
     expect(doc.users[0].passwd).toBeUndefined();
+    expect(doc.users[0].hashed_passwd).toBeUndefined();
     expect(doc.users[0].sudo).toBe("ALL=(ALL) NOPASSWD:ALL");
     expect(doc.ssh_pwauth).toBe(false);
   });
