@@ -37,9 +37,11 @@ mkdir -p "$(dirname "$prefix")"
 for target in "${targets[@]}"; do
   out="$prefix-linux-$target"
   case $target in
-    x64) extra=() ;;
+    # baseline: the x64 binary also runs on boards without AVX2 (older Atoms/Celerons, QEMU's
+    # default CPU); the AVX2 build dies there with "invalid opcode" (seen on a QEMU board).
+    x64) extra=(); rt=bun-linux-x64-baseline ;;
     arm64)
-      extra=()
+      extra=(); rt=bun-linux-arm64
       # Bun fetches the arm64 runtime itself from a fixed npm registry address; where that is blocked,
       # FLASH_LIVE_BUN_ARM64=path/to/bun (from `npm pack @oven/bun-linux-aarch64@VERSION`) is used instead.
       if [[ -n ${FLASH_LIVE_BUN_ARM64:-} ]]; then extra=(--compile-executable-path="$FLASH_LIVE_BUN_ARM64"); fi
@@ -47,7 +49,7 @@ for target in "${targets[@]}"; do
     *) echo "build: unknown target $target (x64 or arm64)" >&2; exit 2 ;;
   esac
   rm -f "$out"
-  if ! "$BUN" build "$entry" "${flags[@]}" --target="bun-linux-$target" "${extra[@]}" --outfile "$out" >/dev/null; then
+  if ! "$BUN" build "$entry" "${flags[@]}" --target="$rt" "${extra[@]}" --outfile "$out" >/dev/null; then
     if [[ $target != arm64 || -n ${FLASH_LIVE_BUN_ARM64:-} ]]; then exit 1; fi
     echo "build: Bun could not fetch its arm64 runtime; trying npm pack @oven/bun-linux-aarch64@$want" >&2
     cache=${XDG_CACHE_HOME:-$HOME/.cache}/flash-live/bun-linux-aarch64-$want

@@ -13,11 +13,11 @@ import { type Plan, planFlash } from "../core/plan.ts";
 import { createProgress, fmtDuration } from "../core/progress.ts";
 import { faultScript, isHarness, patchDumpPath } from "../core/safety.ts";
 import type { PreparedCustomization } from "../core/customize-step.ts";
-import { UserError } from "../errors.ts";
+import { RemoteCommandError, UserError } from "../errors.ts";
 import { type ImageScan, scanImage } from "../image/scan.ts";
 import { formatBytes, type ImageInfo, openImage, rawStream } from "../image/source.ts";
 import { HostKeyError } from "../target/ssh.ts";
-import type { Target } from "../target/types.ts";
+import type { RemoteProcess, Target } from "../target/types.ts";
 
 export interface FlashOptions {
   target: Target;
@@ -149,9 +149,10 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
     await t.exec(["rm", "-rf", work], { root: true, check: false }).catch(() => {});
   };
   let staged: Staged;
+  let guard: RemoteProcess | undefined;
   try {
     staged = await phase("stage", async () => {
-      await t.exec(["mkdir", "-m", "700", work], { root: true });
+      guard = await startStageGuard(t, work);
       await t.put(`${work}/busybox`, await busyboxFor(facts.arch), { mode: "0700", root: true });
       await t.put(`${work}/flash.sh`, flashScript, { mode: "0600", root: true });
       if (isHarness()) await t.put(`${work}/harness`, "1\n", { mode: "0600", root: true });
@@ -209,8 +210,11 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
     });
   } catch (e) {
     await cleanup();
+    guard?.stdin.end();
     throw e;
   }
+  // From here the helper owns the work dir (and removes it on a pre-commit failure via cleanup()).
+  await releaseStageGuard(guard!);
 
   // ---- hand off: the helper quiesces, freezes, writes, verifies, reboots --------------------------
   const outcome = await phase("handoff", async () => {
@@ -298,6 +302,36 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
     throw new UserError(`The flash did not complete: ${outcome.error}`, "The board rebooted; if it does not come up, re-flash it (by SD card or flash-live --stream).");
   }
   return res;
+}
+
+/**
+ * Runs on the board while files are staged: creates the work dir, then waits on its stdin. flash-live
+ * writes "keep" once the helper is about to own the dir. Any other end of stdin (flash-live killed by
+ * any signal, the link lost: sshd closes the session's pipes) removes the dir, so an interrupted copy
+ * leaves nothing in /dev/shm even when flash-live itself cannot clean up.
+ */
+export const STAGE_GUARD_SCRIPT = ['mkdir -m 700 -- "$1" || exit 1', "echo ready", "read -r word", '[ "$word" = keep ] || rm -rf -- "$1"'].join("\n");
+
+async function startStageGuard(t: Target, work: string): Promise<RemoteProcess> {
+  const g = await t.spawn(["sh", "-c", STAGE_GUARD_SCRIPT, "sh", work], { root: true });
+  g.stdin.on("error", () => {});
+  let out = "";
+  let err = "";
+  g.stderr.on("data", (c: Buffer) => (err += c.toString("utf8")));
+  const ready = await new Promise<boolean>((resolve) => {
+    g.stdout.on("data", (c: Buffer) => {
+      out += c.toString("utf8");
+      if (out.includes("ready\n")) resolve(true);
+    });
+    g.exited.then(() => resolve(false));
+  });
+  if (!ready) throw new RemoteCommandError(`mkdir -m 700 ${work}`, await g.exited, err, t.name);
+  return g;
+}
+
+async function releaseStageGuard(g: RemoteProcess): Promise<void> {
+  g.stdin.end("keep\n");
+  await g.exited;
 }
 
 interface Staged {

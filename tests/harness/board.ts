@@ -517,7 +517,8 @@ function qemuArgs(m: MachineConfig, r: RunArgs): string[] {
     "qemu-system-x86_64",
     // RDRAND (emulated by TCG) lets the guest's CRNG be ready at once: sshd never waits for entropy.
     // Not `-cpu max`: its AVX2 emulation is new in QEMU 7.2, and every guest xz/zstd/ssh would run it.
-    "-M", "pc", "-accel", "tcg", "-cpu", "qemu64,+rdrand", "-smp", "1", "-m", String(m.memMiB),
+    // Nehalem (SSE4.2): the floor of Bun's baseline x64 build, which local-mode tests run on the board.
+    "-M", "pc", "-accel", "tcg", "-cpu", "Nehalem,+rdrand", "-smp", "1", "-m", String(m.memMiB),
     "-nodefaults", "-display", "none", "-no-reboot", "-rtc", "base=utc",
     "-chardev", `file,id=ser0,path=${r.serialLog},append=on`, "-serial", "chardev:ser0",
     "-qmp", `unix:${r.qmpSocket},server=on,wait=off`,
