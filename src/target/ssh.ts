@@ -86,6 +86,8 @@ export class HostKeyError extends UserError {
 
 export interface SshTarget extends Target {
   readonly kind: "ssh";
+  /** How this session authenticated (publickey, keyboard-interactive, password). */
+  readonly authMethod: string;
   readonly resolved: ResolvedSshHost;
   /** Resolves when the connection is gone (closed, dropped, keepalive timeout). */
   readonly closed: Promise<void>;
@@ -177,6 +179,9 @@ function proxyCommandSocket(r: ResolvedSshHost, log?: (m: string) => void): Dupl
 }
 
 /** SSH handshake, host-key check and authentication on an open socket. */
+/** The method of each client's last auth attempt: after "ready", the one that worked (shown by `check`). */
+const AUTH_METHOD = new WeakMap<SshClient, string>();
+
 async function handshake(r: ResolvedSshHost, sock: Duplex, opts: SshConnectOptions, chain: SshClient[]): Promise<SshClient> {
   const log = opts.log ?? (() => {});
   const interactive = opts.interactive && !r.batchMode && !!opts.prompt;
@@ -304,6 +309,7 @@ async function handshake(r: ResolvedSshHost, sock: Duplex, opts: SshConnectOptio
     while (step < methods.length) {
       const m = methods[step++]!;
       if (serverMethods && !serverMethods.includes(m)) continue;
+      AUTH_METHOD.set(client, m === "publickey" ? (process.env.SSH_AUTH_SOCK ? "publickey (agent or key file)" : "publickey (key file)") : m);
       if (m === "publickey") return next({ type: "agent", username: r.user, agent: keychain!.agent });
       if (m === "keyboard-interactive") {
         return next({
@@ -493,6 +499,7 @@ function createSshTarget(client: SshClient, chain: SshClient[], r: ResolvedSshHo
     host: r.alias,
     resolved: r,
     closed,
+    authMethod: AUTH_METHOD.get(client) ?? "?",
     spawn,
     exec: run,
     put: (path, data, o) => putVia(spawn, name, path, data, o),
