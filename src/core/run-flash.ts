@@ -27,6 +27,14 @@ export interface FlashRequest {
 /** `flash-live flash`: everything below the command line. */
 export async function flash(req: FlashRequest): Promise<FlashResult> {
   const interactive = req.interactive ?? isInteractive();
+  // Local mode ends with a hard reset of this very machine. Bun buffers console output to a pipe
+  // (an SSH session, a log) until exit, which never comes: every message was lost on a QEMU board.
+  // Write each message straight to stderr instead.
+  if (req.local) {
+    consola.setReporters([
+      { log: (o) => void process.stderr.write(`${o.type === "box" ? "" : `[${o.type}] `}${o.args.map(String).join(" ")}\n`) },
+    ]);
+  }
   if (!req.local && !req.destination) throw new UserError("No host given.", "Usage: flash-live flash HOST IMAGE, or flash-live flash --local IMAGE", 2);
   // Config errors (bad hostname, unreadable key file) before any connection.
   const resolved = resolveCustomizationFor(req.config, req.origins, req.configDir);

@@ -65,9 +65,9 @@ describe("remote", () => {
     expect(r.stderr + r.stdout).toContain("the board is back");
   });
 
-  test("stream, .img.gz, NVMe", async () => {
+  test("stream, .img.xz, NVMe", async () => {
     const { board, home } = await boardWithHome("L", "nvme");
-    const r = await flashAndProve({ board, home, image: "L2", file: "gz", args: ["--stream", "--accept-new-host-key"] });
+    const r = await flashAndProve({ board, home, image: "L2", file: "xz", args: ["--stream", "--accept-new-host-key"] });
     expect(r.stderr + r.stdout).toContain("verified: every byte");
   });
 

@@ -39,7 +39,7 @@ async function localFlash(file: string, image: "L2" | "L-gpt", extra: string[]) 
   // The session stays open until the board resets; its output is the helper's progress.
   const run = board.ssh(`/mnt/usb/flash-live flash --local --yes ${extra.join(" ")} /mnt/usb/${file} 2>&1`, { user: "root", check: false, timeoutMs: 900_000 });
   await board.waitHeld(900_000);
-  const out = (await run).stdout;
+  const out = (await run).stdout; // the session ran with 2>&1
   const cmp = await board.compareDisk(img.raw);
   if (!cmp.equal) console.error(out);
   expect(cmp).toMatchObject({ equal: true });
