@@ -33,6 +33,9 @@ flags=(
   --external cpu-features --external '*.node'
 )
 
+# Bun inlines process.env.NODE_ENV at build time: a build started from `bun test` (NODE_ENV=test)
+# made consola silent below warnings in the binary. Release builds are production builds.
+export NODE_ENV=production
 mkdir -p "$(dirname "$prefix")"
 for target in "${targets[@]}"; do
   out="$prefix-linux-$target"

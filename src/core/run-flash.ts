@@ -27,9 +27,8 @@ export interface FlashRequest {
 /** `flash-live flash`: everything below the command line. */
 export async function flash(req: FlashRequest): Promise<FlashResult> {
   const interactive = req.interactive ?? isInteractive();
-  // Local mode ends with a hard reset of this very machine. Bun buffers console output to a pipe
-  // (an SSH session, a log) until exit, which never comes: every message was lost on a QEMU board.
-  // Write each message straight to stderr instead.
+  // Local mode ends with a hard reset of this very machine, with no exit to flush buffered output:
+  // write each message straight to stderr as it happens.
   if (req.local) {
     consola.setReporters([
       { log: (o) => void process.stderr.write(`${o.type === "box" ? "" : `[${o.type}] `}${o.args.map(String).join(" ")}\n`) },
