@@ -17,6 +17,7 @@
  */
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, appendFileSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
+import { connect } from "node:net";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { shellQuote } from "../src/util/shell.ts";
@@ -106,6 +107,10 @@ const rows: Row[] = [];
 const limits: Limits = {};
 const rssChecks: { label: string; rawBytes: number; rss: number; seconds: number; cpu: number; scanned: boolean; timeline: string; note?: string }[] = [];
 const startedAt = new Date();
+const done: CaseId[] = [];
+let current: CaseId | undefined;
+/** The board's CPU as its kernel names it (the harness picks QEMU's -cpu model). */
+let boardCpu = "";
 let runSeconds = 0;
 const t0Run = performance.now();
 const loadBefore = loadavg();
@@ -115,9 +120,17 @@ await ensureImage(pair.board);
 const randomFile = join(work, "random-256m");
 
 async function main(): Promise<void> {
-
+  // A long run (the 1 GiB case takes ~40 min) must not lose what it measured when it is stopped:
+  // state.json after every case, and a report of the finished cases on SIGTERM/SIGINT.
+  for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
+    process.on(sig, () => {
+      say(`${sig}: writing the report of the finished cases`);
+      void publish(`interrupted by ${sig} during ${current ?? "?"}`).finally(() => process.exit(128 + ({ SIGTERM: 15, SIGINT: 2, SIGHUP: 1 } as const)[sig]));
+    });
+  }
   try {
     for (const c of cases) {
+      current = c;
       say(`--- ${c} (${((performance.now() - t0Run) / 1000).toFixed(0)} s into the run)`);
       const load0 = loadavg()[0]!;
       try {
@@ -129,14 +142,24 @@ async function main(): Promise<void> {
       const row = rows.find((r) => r.id === c);
       if (row) row.load = `${load0.toFixed(1)}→${loadavg()[0]!.toFixed(1)}`;
       if (c === "limits") limits.load = `${load0.toFixed(1)}→${loadavg()[0]!.toFixed(1)}`;
+      done.push(c);
+      writeFileSync(join(work, "state.json"), `${JSON.stringify({ done, rows, limits, rssChecks, boardCpu }, null, 2)}\n`);
     }
+    current = undefined;
   } finally {
     rmSync(randomFile, { force: true });
     rmSync(join(work, "big.img"), { force: true });
   }
 
+  await publish();
+}
+
+let published = false;
+async function publish(interrupted?: string): Promise<void> {
+  if (published) return;
+  published = true;
   runSeconds = (performance.now() - t0Run) / 1000;
-  const report = await renderReport();
+  const report = await renderReport(interrupted);
   console.log(report);
   const out = opt.out ?? resolve(import.meta.dir, `results-${startedAt.toISOString().slice(0, 10)}.md`);
   appendFileSync(out, `${existsSync(out) ? "\n" : ""}${report}`);
@@ -281,6 +304,7 @@ function boardSeconds(out: string): number {
 }
 
 async function measureLimits(board: Board, home: BenchHome): Promise<void> {
+  boardCpu = (await board.ssh("sed -n 's/^model name[^:]*: *//p' /proc/cpuinfo | head -n 1")).stdout.trim();
   const logins: number[] = [];
   for (let i = 0; i < 3; i++) logins.push(must(await sh(home.ssh("board", "true"), { log: "limits.log" }), "ssh true").seconds);
   limits.loginS = logins.sort((a, b) => a - b)[1];
@@ -344,6 +368,48 @@ function handFlashCommand(disk: string, input: string): string {
   return `mkdir -p /dev/shm/bench && cp "$(command -v busybox)" /dev/shm/bench/busybox && exec /dev/shm/bench/busybox sh -c ${shellQuote(handFlash(input))} flash ${disk}`;
 }
 
+/**
+ * The board's side of "back", without logging in (a login would load the booting board and race
+ * the client being measured): when the harness starts the new boot (its firmware step, right after
+ * the reset) and when sshd first sends its banner on the forwarded port. Both in seconds since t0.
+ */
+function watchBoot(board: Board, t0: number): { result: Promise<{ bootStart?: number; sshUp?: number }>; stop: () => void } {
+  const n0 = board.boots.length;
+  let stopped = false;
+  const result = (async () => {
+    while (!stopped && board.boots.length === n0) await Bun.sleep(200);
+    if (stopped) return {};
+    const bootStart = (board.boots.at(-1)!.at - (Date.now() - (performance.now() - t0))) / 1000;
+    while (!stopped) {
+      if (await sshBanner(board.sshPort)) return { bootStart, sshUp: (performance.now() - t0) / 1000 };
+      await Bun.sleep(500);
+    }
+    return { bootStart };
+  })();
+  return { result, stop: () => (stopped = true) };
+}
+
+/** True when something on the port answers with an SSH banner within 3 s. */
+function sshBanner(port: number): Promise<boolean> {
+  return new Promise((resolvePromise) => {
+    const sock = connect({ host: "127.0.0.1", port });
+    const finish = (ok: boolean) => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolvePromise(ok);
+    };
+    const timer = setTimeout(() => finish(false), 3000);
+    sock.once("data", (d) => finish(d.toString("latin1").startsWith("SSH-")));
+    sock.once("error", () => finish(false));
+    sock.once("close", () => finish(false));
+  });
+}
+
+function bootPhases(toReboot: number, back: number, w: { bootStart?: number; sshUp?: number }): string {
+  if (w.bootStart === undefined || w.sshUp === undefined) return `boot ${(back - toReboot).toFixed(0)}`;
+  return `boot ${(back - toReboot).toFixed(0)} (sshd up ${(w.sshUp - w.bootStart).toFixed(0)} after the boot started, seen ${(back - w.sshUp).toFixed(0)} later)`;
+}
+
 /** After a by-hand flash: the SSH session dropped at the reset; wait for a new boot_id and the new image. */
 async function backOnNewImage(board: Board, oldBootId: string): Promise<void> {
   await board.waitForReboot(oldBootId, 600_000);
@@ -355,6 +421,7 @@ async function baselineScp(board: Board, home: BenchHome): Promise<void> {
   const disk = await boardDisk(board);
   const old = await board.bootId();
   const t = performance.now();
+  const watch = watchBoot(board, t);
   must(await sh(home.scp(target.xz, "/dev/shm/image.xz"), { log: "scp-dd.log" }), "scp");
   const copied = (performance.now() - t) / 1000;
   const r = await sh(home.ssh("board-root", handFlashCommand(disk, "$BB xzcat /dev/shm/image.xz | ")), { log: "scp-dd.log" });
@@ -363,19 +430,24 @@ async function baselineScp(board: Board, home: BenchHome): Promise<void> {
   if (r.code !== 255 && r.code !== 0) throw new Error(`hand flash exited ${r.code}: ${r.stderr}`);
   await backOnNewImage(board, old);
   const back = (performance.now() - t) / 1000;
-  rows.push({ id: "scp-dd", label: labelOf("scp-dd"), kind: "baseline", wireBytes: target.sizes.xz, toReboot, back, ok: true, phases: `scp ${copied.toFixed(0)}, write ${(toReboot - copied).toFixed(0)}, boot ${(back - toReboot).toFixed(0)}` });
+  watch.stop();
+  const w = await watch.result;
+  rows.push({ id: "scp-dd", label: labelOf("scp-dd"), kind: "baseline", wireBytes: target.sizes.xz, toReboot, back, ok: true, phases: `scp ${copied.toFixed(0)}, write ${(toReboot - copied).toFixed(0)}, ${bootPhases(toReboot, back, w)}` });
 }
 
 async function baselineSshDd(board: Board, home: BenchHome): Promise<void> {
   const disk = await boardDisk(board);
   const old = await board.bootId();
   const t = performance.now();
+  const watch = watchBoot(board, t);
   const r = await sh(["bash", "-c", 'set -o pipefail; xzcat "$1" | "${@:2}"', "xzcat-ssh", target.xz, ...home.ssh("board-root", handFlashCommand(disk, ""))], { log: "xzcat-ssh.log" });
   const toReboot = (performance.now() - t) / 1000;
   if (r.code !== 255 && r.code !== 0) throw new Error(`hand flash exited ${r.code}: ${r.stderr}`);
   await backOnNewImage(board, old);
   const back = (performance.now() - t) / 1000;
-  rows.push({ id: "xzcat-ssh", label: labelOf("xzcat-ssh"), kind: "baseline", wireBytes: target.sizes.raw, toReboot, back, ok: true, phases: `send+write ${toReboot.toFixed(0)}, boot ${(back - toReboot).toFixed(0)}` });
+  watch.stop();
+  const w = await watch.result;
+  rows.push({ id: "xzcat-ssh", label: labelOf("xzcat-ssh"), kind: "baseline", wireBytes: target.sizes.raw, toReboot, back, ok: true, phases: `send+write ${toReboot.toFixed(0)}, ${bootPhases(toReboot, back, w)}` });
 }
 
 interface CliRun extends Proc {
@@ -431,13 +503,16 @@ async function runCli(home: UserHome, args: string[], log: string, timeoutMs = 1
   const seconds = (performance.now() - t) / 1000;
   const ru = proc.resourceUsage();
   const cpu = ru ? Number(ru.cpuTime.total) / 1e6 : 0;
-  writeFileSync(join(logDir, log), `$ flash-live ${args.join(" ")}\n(exit ${code}, ${seconds.toFixed(1)} s, maxRSS ${ru?.maxRSS}, cpu ${cpu.toFixed(1)} s)\n${lines.map((l) => `${l.t.toFixed(1).padStart(7)}  ${l.text}`).join("\n")}\n`);
+  writeFileSync(join(logDir, log), `$ flash-live ${args.join(" ")}\n(exit ${code}, ${seconds.toFixed(1)} s, maxRSS ${ru?.maxRSS}, cpu ${cpu.toFixed(1)} s, VmRSS max by quarter ${timeline(rssSamples)} MB)\n${lines.map((l) => `${l.t.toFixed(1).padStart(7)}  ${l.text}`).join("\n")}\n`);
   return { code, stdout, stderr, seconds, lines, rss: ru?.maxRSS ?? 0, cpu, rssSamples };
 }
 
 async function flashLive(id: CaseId, board: Board, home: BenchHome, file: string, args: string[]): Promise<void> {
   const old = await board.bootId();
+  const watch = watchBoot(board, performance.now());
   const r = await runCli(home, ["flash", "board", file, "--yes", "--accept-new-host-key", ...args], `${id}.log`);
+  watch.stop();
+  const w = await watch.result;
   if (r.code !== 0) throw new Error(`flash-live exited ${r.code}: ${lastLines(r.stdout + r.stderr)}`);
   const all = r.stdout + r.stderr;
   const done = all.match(/done in \S+: .* written to \S+, ([\d.]+ \w+) sent, verify (\w+)/);
@@ -463,7 +538,6 @@ async function flashLive(id: CaseId, board: Board, home: BenchHome, file: string
     ["connect+scan", scanned],
     ...middle,
     ["verify", verify !== undefined ? reboot : undefined],
-    ["boot", r.seconds],
   ];
   let prev = 0;
   for (const [name, t] of marks) {
@@ -471,6 +545,7 @@ async function flashLive(id: CaseId, board: Board, home: BenchHome, file: string
     parts.push(`${name} ${(t - prev).toFixed(0)}`);
     prev = t;
   }
+  if (reboot !== undefined) parts.push(bootPhases(reboot, r.seconds, w));
   rows.push({
     id,
     label: labelOf(id),
@@ -560,7 +635,7 @@ const f0 = (n?: number) => (n === undefined || !Number.isFinite(n) ? "–" : n.t
 const mib = (n?: number) => (n === undefined || !Number.isFinite(n) ? "–" : `${(n / MiB).toFixed(1)} MiB`);
 const ratio = (a?: number, b?: number) => (a === undefined || b === undefined || !b ? "–" : `${(a / b).toFixed(2)}x`);
 
-async function renderReport(): Promise<string> {
+async function renderReport(interrupted?: string): Promise<string> {
   const raw = target.sizes.raw;
   const xz = target.sizes.xz;
   const baselines = rows.filter((r) => r.kind === "baseline" && r.ok && r.back !== undefined);
@@ -577,9 +652,9 @@ async function renderReport(): Promise<string> {
   lines.push(`## flash-live benchmark, ${startedAt.toISOString().replace(/\.\d+Z$/, "Z")}: ${pair.image}.img.xz onto ${pair.board} boards`);
   lines.push("");
   lines.push(`Machine: ${cpus().length} CPUs (nproc), ${cpus()[0]?.model.trim()}, no KVM; load average ${loadBefore.map((l) => l.toFixed(1)).join(" ")} at the start, ${loadavg().map((l) => l.toFixed(1)).join(" ")} at the end (other sessions run boards too). ${qemu}, TCG.`);
-  lines.push(`Board: QEMU x86_64 TCG, -smp 1, ${1024} MiB RAM, virtio-blk disk (qcow2 overlay, cache=unsafe), ${recipe.flavor} image ${pair.board} (${recipe.diskMiB} MiB), restored from its snapshot for every case. Sending side: Bun ${bun}, ${ssh}.`);
+  lines.push(`Board: QEMU x86_64 TCG${boardCpu ? ` (guest CPU "${boardCpu}")` : ""}, -smp 1, ${1024} MiB RAM, virtio-blk disk (qcow2 overlay, cache=unsafe), ${recipe.flavor} image ${pair.board} (${recipe.diskMiB} MiB), restored from its snapshot for every case. Sending side: Bun ${bun}, ${ssh}.`);
   lines.push(`Image: ${pair.image}.img ${mib(raw)} raw, .xz ${mib(xz)}, .gz ${mib(target.sizes.gz)}, .zst ${mib(target.sizes.zst)}.`);
-  lines.push(`Run time: ${(runSeconds / 60).toFixed(1)} min for cases ${cases.join(", ")}.`);
+  lines.push(`Run time: ${(runSeconds / 60).toFixed(1)} min for cases ${done.join(", ")}${interrupted ? ` — **INCOMPLETE: ${interrupted}**; not run: ${cases.filter((c) => !done.includes(c)).join(", ")}` : ""}. Logs: ${logDir}.`);
   lines.push("");
   lines.push("### Limits (same board kind)");
   lines.push("");
