@@ -67,6 +67,8 @@ interface Flashed {
   fat: string;
   bootIdBefore: string;
   resumedAt: number;
+  /** board.boots.length just before resume(): later entries are the new image's boots. */
+  bootsAtResume: number;
   timings: Record<string, number>;
 }
 
@@ -116,6 +118,7 @@ async function flashWithConfig(board: Board, home: UserHome, image: ImageName, f
   expect(fsck.code).toBe(0);
 
   board.holdAtReboot = false;
+  const bootsAtResume = board.boots.length;
   const resumedAt = performance.now();
   await board.resume();
   const cli = await cliRun;
@@ -134,6 +137,7 @@ async function flashWithConfig(board: Board, home: UserHome, image: ImageName, f
     fat,
     bootIdBefore,
     resumedAt,
+    bootsAtResume,
     timings: { held, compare, cliTotal: cli.seconds },
   };
 }
@@ -234,6 +238,7 @@ describe("first-boot customization", () => {
     // Boot: SSH, then cloud-init finishes its stages.
     const bootId = await board.waitForReboot(f.bootIdBefore, 600_000);
     const up = since(f.resumedAt);
+    expect(board.boots.slice(f.bootsAtResume).map((b) => b.kind)).toEqual(["cold"]);
     expect((await board.ssh("cat /etc/image-id")).stdout.trim()).toBe(f.img.marker);
     const st = await board.ssh("timeout 900 cloud-init status --wait >/dev/null; cloud-init status --format json", { check: false, timeoutMs: 960_000 });
     const configured = since(f.resumedAt);
@@ -287,10 +292,11 @@ describe("first-boot customization", () => {
     expect((await sh(["sh", "-n"], { stdin: script, check: false })).code).toBe(0);
 
     // Boot 1 runs firstrun.sh (no sshd: kernel-command-line.target) and reboots; boot 2 answers.
-    const bootsBefore = board.boots.length;
     await board.waitForReboot(f.bootIdBefore, 900_000);
     const configured = since(f.resumedAt);
-    expect(board.boots.length - bootsBefore).toBe(2);
+    const newBoots = board.boots.slice(f.bootsAtResume);
+    expect(newBoots.map((b) => b.kind)).toEqual(["cold", "cold"]);
+    const firstrunBoot = (newBoots[1]!.at - newBoots[0]!.at) / 1000;
     expect((await board.ssh("cat /etc/image-id")).stdout.trim()).toBe(f.img.marker);
 
     const log = (await board.ssh("cat /var/log/flash-live-firstrun.log; stat -c %a /var/log/flash-live-firstrun.log", { user: "root" })).stdout;
@@ -320,6 +326,8 @@ describe("first-boot customization", () => {
     console.log(
       `[customize e2e] firstrun: ${fmt({
         ...f.timings,
+        firstrunBoot,
+        secondBootToSsh: board.timings.bootToSshSeconds ?? NaN,
         bootToConfigured: configured,
         extents: f.patches.length,
         patchBytes: f.patchBytes,
