@@ -47,21 +47,16 @@ if [ "$cmd" = check-source ]; then
   codec=$1 file=$2
   dec=$(decompressor "$codec") || { at "error unknown codec $codec"; exit 2; }
   at "source_sha256 $("$BB" sha256sum "$file" | "$BB" awk '{print $1}')"
-  # md5 and size of the decompressed bytes in one read.
-  fifo="$WORK/check.fifo"
-  "$BB" rm -f "$fifo" "$WORK/check.rc"
-  "$BB" mkfifo "$fifo"
-  "$BB" wc -c < "$fifo" > "$WORK/check.size" &
+  # The md5 of the decompressed bytes (which fixes their size too). One pipe only: every extra pipe
+  # stage (tee to a byte counter) costs a board as much as the decompression itself.
+  "$BB" rm -f "$WORK/check.rc"
   # $dec is one of the fixed command lines from decompressor().
   # shellcheck disable=SC2086
-  md5=$( { $dec < "$file"; echo $? > "$WORK/check.rc"; } | "$BB" tee "$fifo" | "$BB" md5sum | "$BB" awk '{print $1}')
-  wait
+  md5=$( { $dec < "$file"; echo $? > "$WORK/check.rc"; } | "$BB" md5sum | "$BB" awk '{print $1}')
   rc=$("$BB" cat "$WORK/check.rc")
-  size=$("$BB" cat "$WORK/check.size")
-  "$BB" rm -f "$fifo" "$WORK/check.rc" "$WORK/check.size"
+  "$BB" rm -f "$WORK/check.rc"
   [ "$rc" = 0 ] || { at "error decompressing the staged copy failed (exit $rc): the copy or the image is damaged"; exit 1; }
   at "raw_md5 $md5"
-  at "raw_size $size"
   exit 0
 fi
 
@@ -170,35 +165,50 @@ for p in $(partitions); do
   "$BB" blockdev --setro "/dev/$p" 2>/dev/null
 done
 
+# The write: decompressor | dd, nothing else in the data path (each pipe stage costs a slow board
+# CPU as much as the decompression). busybox dd reports records, not bytes, so the exact byte count
+# is proven by shape: SIZE/4M full blocks (iflag=fullblock), then one block of the remainder, then
+# nothing more on the input.
+BS=4194304
+FULL=$((SIZE / BS))
+REM=$((SIZE % BS))
+write_exact() {
+  "$BB" dd of="$DISK" bs=$BS count=$FULL iflag=fullblock conv=fsync 2> "$WORK/dd.err" || return 1
+  "$BB" grep -q "^$FULL+0 records out" "$WORK/dd.err" || return 1
+  if [ "$REM" -gt 0 ]; then
+    "$BB" dd of="$DISK" bs="$REM" count=1 iflag=fullblock oflag=seek_bytes seek=$((FULL * BS)) \
+      conv=notrunc,fsync 2>> "$WORK/dd.err" || return 1
+    "$BB" tail -n 1 "$WORK/dd.err" | "$BB" grep -q "^1+0 records out" || return 1
+  fi
+  # More input than the image's size: the source changed since it was checked.
+  [ "$("$BB" head -c 1 | "$BB" wc -c)" = 0 ] || { echo "longer than $SIZE bytes" >> "$WORK/dd.err"; return 1; }
+}
+sectors_written() { "$BB" awk '{print $7}' "/sys/block/$disk_name/stat"; }
 exec 3<&0
-"$BB" rm -f "$WORK/dec.rc" "$WORK/dd.err" "$WORK/count" "$WORK/count.fifo"
-# busybox dd reports records, not bytes: count what flows into it (a short raw stream exits 0).
-"$BB" mkfifo "$WORK/count.fifo"
-"$BB" wc -c < "$WORK/count.fifo" > "$WORK/count" &
-countpid=$!
+"$BB" rm -f "$WORK/dec.rc" "$WORK/dd.err" "$WORK/write.rc"
+base=$(sectors_written)
 # $DEC is one of the fixed command lines from decompressor().
 # shellcheck disable=SC2086
-{ if [ "$SOURCE" = - ]; then $DEC <&3; else $DEC < "$SOURCE"; fi; echo $? > "$WORK/dec.rc"; } |
-  "$BB" tee "$WORK/count.fifo" | "$BB" dd of="$DISK" bs=4M conv=fsync 2> "$WORK/dd.err" &
-ddpid=$!
+{ { if [ "$SOURCE" = - ]; then $DEC <&3; else $DEC < "$SOURCE"; fi; echo $? > "$WORK/dec.rc"; } |
+  { write_exact; echo $? > "$WORK/write.rc"; }; } &
+writer=$!
 exec 3<&-
+# Progress: sectors that reached the disk since the write began (/sys/block/DISK/stat, field 7).
 last=-1
-while [ -d "/proc/$ddpid" ]; do
-  pos=$("$BB" awk '/^pos:/ {print $2}' "/proc/$ddpid/fdinfo/1" 2>/dev/null)
-  if [ -n "$pos" ] && [ "$pos" != "$last" ]; then at "progress $pos $SIZE"; last=$pos; fi
+while [ -d "/proc/$writer" ]; do
+  pos=$(( ($(sectors_written) - base) * 512 ))
+  [ "$pos" -gt "$SIZE" ] && pos=$SIZE
+  if [ "$pos" != "$last" ]; then at "progress $pos $SIZE"; last=$pos; fi
   "$BB" sleep 1
 done
-wait "$ddpid"
-ddrc=$?
+wait "$writer"
 decrc=$("$BB" cat "$WORK/dec.rc" 2>/dev/null || echo missing)
-wait "$countpid"
-written=$("$BB" tr -d " \n" < "$WORK/count" 2>/dev/null)
-at "progress ${written:-0} $SIZE"
-if [ "$ddrc" != 0 ] || [ "$decrc" != 0 ] || [ "${written:-0}" != "$SIZE" ]; then
-  at "error write incomplete: dd exit $ddrc, decompressor exit $decrc, $written of $SIZE bytes written"
-  say "$("$BB" cat "$WORK/dd.err")"
+wrc=$("$BB" cat "$WORK/write.rc" 2>/dev/null || echo missing)
+if [ "$wrc" != 0 ] || [ "$decrc" != 0 ]; then
+  at "error write incomplete: the image is $SIZE bytes; dd: $("$BB" tr '\n' ' ' < "$WORK/dd.err" 2>/dev/null), decompressor exit $decrc"
   exit 1
 fi
+at "progress $SIZE $SIZE"
 
 apply_extents() { # INDEX DATA: write "disk_offset length data_offset" extents
   while read -r off len doff; do
@@ -234,9 +244,13 @@ if [ -n "$VERIFY" ]; then
   if [ -n "$bad" ] && [ "$SOURCE" != - ]; then
     at "verify-mismatch $(echo "$bad" | "$BB" awk '{printf "%s+%s ", $1, $2}')"
     echo "$bad" | while read -r off len _; do
+      # Skip in whole blocks: busybox dd skips bytes of a pipe (skip_bytes) one read(2) of 1 byte
+      # at a time. Ranges start on 64 MiB boundaries (src/image/scan.ts).
+      bs=1048576
+      [ $((off % bs)) = 0 ] || bs=512
       # shellcheck disable=SC2086
-      $DEC < "$SOURCE" | "$BB" dd of="$DISK" bs=1M iflag=skip_bytes,count_bytes,fullblock oflag=seek_bytes \
-        skip="$off" seek="$off" count="$len" conv=notrunc,fsync 2>/dev/null
+      $DEC < "$SOURCE" | "$BB" dd of="$DISK" bs=$bs iflag=count_bytes,fullblock \
+        skip=$((off / bs)) seek=$((off / bs)) count="$len" conv=notrunc,fsync 2>/dev/null
     done
     [ -n "$PATCH" ] && apply_extents "$PATCH" "$PATCH.bin"
     "$BB" blockdev --flushbufs "$DISK"

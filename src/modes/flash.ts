@@ -16,7 +16,7 @@ import type { PreparedCustomization } from "../core/customize-step.ts";
 import { RemoteCommandError, UserError } from "../errors.ts";
 import { type ImageScan, scanImage } from "../image/scan.ts";
 import { formatBytes, type ImageInfo, openImage, rawStream } from "../image/source.ts";
-import { HostKeyError } from "../target/ssh.ts";
+import { AuthError, HostKeyError } from "../target/ssh.ts";
 import type { RemoteProcess, Target } from "../target/types.ts";
 
 export interface FlashOptions {
@@ -37,7 +37,10 @@ export interface FlashOptions {
   /** Builds the customization once the image head and the facts are known (undefined: plain flash). */
   customize?: (ctx: FlashContext, image: ImageInfo) => Promise<PreparedCustomization | undefined>;
   /** Remote: opens a new connection to the board after the reboot. */
-  reconnect?: () => Promise<Target>;
+  /** Log in to the board again after the reboot; `user` overrides the login user. */
+  reconnect?: (user?: string) => Promise<Target>;
+  /** The user the customization creates (user=): after the reboot it may be the only way in. */
+  newUser?: string;
   /** Confirmation prompt (tests inject one). */
   confirm?: (question: string, phrase: string) => Promise<boolean>;
   log?: typeof consola;
@@ -51,7 +54,7 @@ export interface FlashResult {
   /** Bytes sent to the board (copy or stream), on the wire before SSH's own framing. */
   bytesSent: number;
   rebooted: boolean;
-  after?: { bootId: string; hostname: string; os?: string };
+  after?: { bootId: string; hostname: string; os?: string; user?: string };
   timings: Record<string, number>;
   warnings: string[];
 }
@@ -194,6 +197,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
         bytesSent += sent;
         // Proof of the copy before the point of no return: its sha256 equals what was sent, and it
         // decompresses completely to exactly the image's bytes.
+        log.info("checking the copy on the board: sha256, and one full decompression to the image's md5");
         const check = await t.exec([`${work}/busybox`, "sh", `${work}/flash.sh`, "check-source", work, plan.codec, dest], { root: true, check: false });
         const got = parseAt(check.stdout);
         const sentSha = hasher.digest("hex");
@@ -201,8 +205,8 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
           throw new UserError(`The copy on the board failed its check: ${got.error ?? check.stderr.trim()}`, "Nothing was overwritten. Check the image and the board's memory, then try again.");
         }
         if (got.source_sha256 !== sentSha) throw new UserError(`The copy on the board differs from what was sent (sha256 ${got.source_sha256} vs ${sentSha}).`, "Nothing was overwritten. Try again; if it repeats, suspect the board's RAM.");
-        if (got.raw_md5 !== scan.md5 || Number(got.raw_size) !== scan.rawSize) {
-          throw new UserError(`The copy on the board does not decompress to the image (md5 ${got.raw_md5}, ${got.raw_size} bytes; expected ${scan.md5}, ${scan.rawSize}).`, "Nothing was overwritten. Try again.");
+        if (got.raw_md5 !== scan.md5) {
+          throw new UserError(`The copy on the board does not decompress to the image (md5 ${got.raw_md5}, expected ${scan.md5}).`, "Nothing was overwritten. Try again.");
         }
         return { source: dest };
       }
@@ -284,7 +288,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
   if (!o.local && o.reconnect) {
     after = await phase("wait", async () => {
       await o.target.close().catch(() => {});
-      return waitForBoard(o.reconnect!, facts.bootId, log);
+      return waitForBoard(o.reconnect!, facts.bootId, log, custom ? o.newUser : undefined);
     });
   }
   const res: FlashResult = {
@@ -448,33 +452,62 @@ function parseAt(out: string): Record<string, string> {
   return r;
 }
 
-async function waitForBoard(reconnect: () => Promise<Target>, oldBootId: string, log: typeof consola, timeoutMs = 15 * 60_000) {
+/**
+ * Until the board answers with a new boot_id. Logs in as before; when that login is refused and the
+ * customization created a user (user=, which may take over the old login account), as that user.
+ * A board that answers SSH but refuses every login for 2 minutes is reported, not waited out.
+ */
+async function waitForBoard(
+  reconnect: (user?: string) => Promise<Target>,
+  oldBootId: string,
+  log: typeof consola,
+  newUser?: string,
+  timeoutMs = 15 * 60_000,
+) {
   const start = performance.now();
   log.start("waiting for the board to come back");
   let lastErr = "";
+  let refusedSince: number | undefined;
+  const users: (string | undefined)[] = newUser ? [undefined, newUser] : [undefined];
   while (performance.now() - start < timeoutMs) {
     await Bun.sleep(3000);
-    let t: Target | undefined;
-    try {
-      t = await reconnect();
-      const r = await t.exec(["sh", "-c", 'cat /proc/sys/kernel/random/boot_id; hostname; . /etc/os-release 2>/dev/null; echo "$PRETTY_NAME"'], { check: false });
-      const [bootId, hostname, os] = r.stdout.split("\n");
-      if (bootId && bootId !== oldBootId) {
-        log.success(`the board is back after ${fmtDuration((performance.now() - start) / 1000)}: ${hostname} running ${os || "?"}`);
-        return { bootId, hostname: hostname ?? "", os: os || undefined };
+    let refusals = 0;
+    for (const user of users) {
+      let t: Target | undefined;
+      try {
+        t = await reconnect(user);
+        const r = await t.exec(["sh", "-c", 'cat /proc/sys/kernel/random/boot_id; hostname; . /etc/os-release 2>/dev/null; echo "$PRETTY_NAME"'], { check: false });
+        const [bootId, hostname, os] = r.stdout.split("\n");
+        if (bootId && bootId !== oldBootId) {
+          const as = user ? ` (logged in as ${user}, the configured user)` : "";
+          log.success(`the board is back after ${fmtDuration((performance.now() - start) / 1000)}: ${hostname} running ${os || "?"}${as}`);
+          return { bootId, hostname: hostname ?? "", os: os || undefined, user };
+        }
+        break;
+      } catch (e) {
+        if (e instanceof HostKeyError && e.kind === "changed") {
+          throw new UserError(
+            `The board is back, with a new SSH host key (expected after a re-flash: the new image has its own keys). known_hosts was left unchanged, so flash-live cannot log in to confirm what it runs.`,
+            `${e.hint}\nNext time pass --accept-new-host-key, or keep-host-keys=true in the config to carry the old keys over. The image was written and verified before the reboot.`,
+          );
+        }
+        if (e instanceof UserError && /host key/i.test(e.message)) throw e;
+        lastErr = e instanceof Error ? e.message : String(e);
+        if (!(e instanceof AuthError)) break; // not up yet: no point trying another user
+        refusals++;
+      } finally {
+        await t?.close().catch(() => {});
       }
-    } catch (e) {
-      if (e instanceof HostKeyError && e.kind === "changed") {
+    }
+    if (refusals === users.length) {
+      refusedSince ??= performance.now();
+      if (performance.now() - refusedSince > 120_000) {
         throw new UserError(
-          `The board is back, with a new SSH host key (expected after a re-flash: the new image has its own keys). known_hosts was left unchanged, so flash-live cannot log in to confirm what it runs.`,
-          `${e.hint}\nNext time pass --accept-new-host-key, or keep-host-keys=true in the config to carry the old keys over. The image was written and verified before the reboot.`,
+          `The board is back (its SSH server answers) but refuses every login flash-live can try: ${lastErr}`,
+          `The image was written and verified before the reboot. The new image decides who may log in: use the user and key it (or your config's user=/ssh-authorized-keys) set up.`,
         );
       }
-      if (e instanceof UserError && /host key/i.test(e.message)) throw e;
-      lastErr = e instanceof Error ? e.message : String(e);
-    } finally {
-      await t?.close().catch(() => {});
-    }
+    } else refusedSince = undefined;
   }
   throw new UserError(`The board did not come back within ${fmtDuration(timeoutMs / 1000)} (last error: ${lastErr}).`, "Check its console; the image was written and verified before the reboot.");
 }
