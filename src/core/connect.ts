@@ -17,6 +17,8 @@ export interface ConnectOptions {
    * when the user said so (--accept-new-host-key) or confirms it; otherwise refuse as ssh does.
    */
   afterFlash?: boolean;
+  /** Log in as this user instead of the one from the destination / ssh config. */
+  user?: string;
 }
 
 /** The one place that turns "HOST or --local" into a Target. */
@@ -25,6 +27,7 @@ export async function connectTarget(o: ConnectOptions): Promise<Target> {
   return connectSsh({
     destination: o.destination!,
     port: o.port,
+    user: o.user,
     identityFile: o.config.identityFile,
     sshConfigFile: o.config.sshConfigFile,
     knownHostsFile: o.config.knownHostsFile,

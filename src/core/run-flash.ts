@@ -53,7 +53,8 @@ export async function flash(req: FlashRequest): Promise<FlashResult> {
       interactive,
       verify: req.config.verify ?? true,
       customize: (ctx, image) => prepareCustomizationFor(ctx, image, req.config, resolved),
-      reconnect: req.local ? undefined : () => connectTarget({ ...req, interactive, afterFlash: true }),
+      reconnect: req.local ? undefined : (user) => connectTarget({ ...req, interactive, afterFlash: true, user }),
+      newUser: req.config.user,
       confirm: async (question, phrase) => {
         const r = await p.text({ message: question, validate: (v) => (v === phrase ? undefined : `type exactly: ${phrase}`) });
         return !p.isCancel(r) && r === phrase;

@@ -84,6 +84,11 @@ export class HostKeyError extends UserError {
   }
 }
 
+/** The server answered, but refused every way we had to log in. */
+export class AuthError extends UserError {
+  override name = "AuthError";
+}
+
 export interface SshTarget extends Target {
   readonly kind: "ssh";
   /** How this session authenticated (publickey, keyboard-interactive, password). */
@@ -401,7 +406,7 @@ function authError(label: string, r: ResolvedSshHost, rep: AuthReport | undefine
   if (rep?.notes.length) tried.push(...rep.notes);
   if (!interactive) tried.push("password and keyboard-interactive were not tried (not interactive)");
   if (serverMethods) tried.push(`the server allows: ${serverMethods.join(", ")}`);
-  return new UserError(
+  return new AuthError(
     `SSH authentication as ${label} failed.\n  - ${tried.join("\n  - ")}`,
     `Check that \`ssh ${r.user}@${r.alias}${r.port === 22 ? "" : ` -p ${r.port}`}\` works. Load your key with \`ssh-add\`, or pass one with -i/identityFile; the board needs its public key in ~${r.user}/.ssh/authorized_keys.`,
   );

@@ -24,13 +24,14 @@ export class UserHome {
     mkdirSync(join(this.dir, ".ssh"), { mode: 0o700 });
   }
 
-  async trustBoard(board: Board, alias = "board"): Promise<void> {
+  /** ~/.ssh/config for the board (user: the board's default unless given; more IdentityFile lines), key, known_hosts. */
+  async trustBoard(board: Board, alias = "board", opts: { user?: string; identities?: string[] } = {}): Promise<void> {
     const key = join(this.dir, ".ssh", "id_ed25519");
     copyFileSync(board.keyPath, key);
     chmodSync(key, 0o600);
     writeFileSync(
       join(this.dir, ".ssh", "config"),
-      `Host ${alias}\n  HostName 127.0.0.1\n  Port ${board.sshPort}\n  User ${board.user}\n  IdentityFile ~/.ssh/id_ed25519\n`,
+      `Host ${alias}\n  HostName 127.0.0.1\n  Port ${board.sshPort}\n  User ${opts.user ?? board.user}\n  IdentityFile ~/.ssh/id_ed25519\n${(opts.identities ?? []).map((i) => `  IdentityFile ${i}\n`).join("")}`,
       { mode: 0o600 },
     );
     writeFileSync(join(this.dir, ".ssh", "known_hosts"), `${await board.knownHostsLine()}\n`, { mode: 0o600 });
