@@ -113,8 +113,14 @@ fl_wifi() {
 		# systemd-networkd systems start wpa_supplicant per interface.
 		if systemctl -q is-enabled systemd-networkd.service 2>/dev/null; then
 			fl_write /etc/wpa_supplicant/wpa_supplicant-wlan0.conf "$FL_WPA_SUPPLICANT_CONF" 600 &&
-				fl_write /etc/systemd/network/25-flash-live-wlan0.network "$FL_NETWORKD_WLAN" 644 &&
+				fl_write /etc/systemd/network/25-flash-live-wlan0.network "$FL_NETWORKD_WLAN" 644 || return 1
+			if [ -e /lib/systemd/system/wpa_supplicant@.service ] || [ -e /usr/lib/systemd/system/wpa_supplicant@.service ]; then
 				systemctl enable wpa_supplicant@wlan0.service || return 1
+			else
+				echo "warning: this image has neither NetworkManager nor wpa_supplicant: the Wi-Fi settings are written" \
+					"(/etc/wpa_supplicant/wpa_supplicant-wlan0.conf) but nothing will use them until the package" \
+					"wpasupplicant is installed; then: systemctl enable --now wpa_supplicant@wlan0"
+			fi
 		fi
 	fi
 	# Raspberry Pi OS soft-blocks Wi-Fi until a country is set (FIELD-NOTES §1).
