@@ -23,7 +23,7 @@ beforeAll(async () => {
   const l2 = await ensureImage("L2");
   const lgpt = await ensureImage("L-gpt");
   copyFileSync(l2.xz, join(stick, "L2.img.xz"));
-  copyFileSync(lgpt.gz, join(stick, "L-gpt.img.gz"));
+  copyFileSync(lgpt.xz, join(stick, "L-gpt.img.xz"));
 }, 600_000);
 afterEach(async () => {
   for (const b of boards.splice(0)) await b.stop();
@@ -56,8 +56,8 @@ describe("local (the compiled binary on the board)", () => {
     expect(out).toContain("mode       ramfs (local)");
   });
 
-  test("stream: .img.gz read from another disk during the write, GPT", async () => {
-    const out = await localFlash("L-gpt.img.gz", "L-gpt", ["--stream"]);
+  test("stream: .img.xz read from another disk during the write, GPT", async () => {
+    const out = await localFlash("L-gpt.img.xz", "L-gpt", ["--stream"]);
     expect(out).toContain("mode       stream (local)");
   });
 });
