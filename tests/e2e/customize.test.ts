@@ -14,10 +14,12 @@
  */
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import { readdirSync } from "node:fs";
+import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { type Board, startBoard } from "../harness/board.ts";
 import { type BoardImage, ensureImage } from "../harness/build-image.ts";
 import type { ImageName } from "../harness/recipes.ts";
+import { EXAMPLE_BOOT_FILE, EXAMPLE_BOOT_TEXT } from "../../examples/plugins/example.ts";
 import { type CliResult, UserHome } from "./_flash-live.ts";
 import {
   fatList,
@@ -34,6 +36,9 @@ import {
   wpaPassphrasePsk,
   writeConfig,
 } from "./_customize-checks.ts";
+
+const EXAMPLE_PLUGIN = join(import.meta.dir, "..", "..", "examples", "plugins", "example.ts");
+const EXAMPLE_UNIT = "example-app-e2e";
 
 const boards: Board[] = [];
 const homes: UserHome[] = [];
@@ -76,7 +81,15 @@ interface Flashed {
  * Run `flash --config`, hold the board at its reboot, check disk == image + dumped sectors and the
  * patched boot partition, then let it boot (the runner boots every further reboot by itself).
  */
-async function flashWithConfig(board: Board, home: UserHome, image: ImageName, file: "xz" | "gz", extra: string[], hostname: string): Promise<Flashed> {
+async function flashWithConfig(
+  board: Board,
+  home: UserHome,
+  image: ImageName,
+  file: "xz" | "gz",
+  extra: string[],
+  hostname: string,
+  env: Record<string, string> = {},
+): Promise<Flashed> {
   const img = await ensureImage(image);
   const conf = writeConfig(home, hostname);
   const dump = home.path("patch");
@@ -85,7 +98,7 @@ async function flashWithConfig(board: Board, home: UserHome, image: ImageName, f
   let cliDone: CliResult | undefined;
   const cliRun = home
     .run(["flash", "board", img[file], "--yes", "--config", conf, "--accept-new-host-key", ...extra], {
-      env: { FLASH_LIVE_TEST_PATCH_OUT: dump },
+      env: { FLASH_LIVE_TEST_PATCH_OUT: dump, ...env },
       timeoutMs: 2_400_000,
     })
     .then((r) => (cliDone = r));
@@ -283,7 +296,14 @@ describe("first-boot customization", () => {
     // find its way back in as the configured user, with the user's key (the second IdentityFile).
     await home.trustBoard(board, "board", { user: "pi", identities: [keys.keys[0]!] });
     const hostname = "tern-2";
-    const f = await flashWithConfig(board, home, "B", "gz", ["--stream"], hostname);
+    // issue 4: the example plugin, loaded from the environment layer, adds a service pattern to stop
+    // and a file on the boot partition. A unit it matches runs on the board.
+    await board.ssh(`systemd-run --unit=${EXAMPLE_UNIT} sleep infinity`, { user: "root" });
+    const f = await flashWithConfig(board, home, "B", "gz", ["--stream"], hostname, { FLASH_LIVE_PLUGINS: `+${EXAMPLE_PLUGIN}` });
+    const cliOut = f.cli.stdout + f.cli.stderr;
+    expect(cliOut).toMatch(new RegExp(`stops +.*${EXAMPLE_UNIT}\\.service`));
+    expect(cliOut).toContain(`stopping ${EXAMPLE_UNIT}.service`);
+    expect(cliOut).toContain("[example] handoff: starting");
     expect(f.cli.stdout + f.cli.stderr).toMatch(/customize .*via firstrun\.sh on partition 1 \(/);
     expect(f.cli.stdout + f.cli.stderr).toContain(`(logged in as ${SECRETS.user}, the configured user)`);
 
@@ -315,6 +335,8 @@ describe("first-boot customization", () => {
     expect(rest.at(-1)).not.toContain("systemd.run");
 
     await checkConfiguredBoard(board, home, keys, hostname);
+    // The example plugin's file, on the boot partition of the flashed board.
+    expect((await board.ssh(`cat /boot/firmware/${EXAMPLE_BOOT_FILE}`, { user: "root" })).stdout).toBe(EXAMPLE_BOOT_TEXT);
 
     // Wi-Fi: no NetworkManager on this image, so wpa_supplicant.conf, root-only, PSK and hex SSID.
     const psk = await expectedPsk();
