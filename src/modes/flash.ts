@@ -457,12 +457,12 @@ function parseAt(out: string): Record<string, string> {
  * customization created a user (user=, which may take over the old login account), as that user.
  * A board that answers SSH but refuses every login for 2 minutes is reported, not waited out.
  */
-async function waitForBoard(
+export async function waitForBoard(
   reconnect: (user?: string) => Promise<Target>,
   oldBootId: string,
-  log: typeof consola,
+  log: Pick<typeof consola, "start" | "success">,
   newUser?: string,
-  timeoutMs = 15 * 60_000,
+  { timeoutMs = 15 * 60_000, pollMs = 3000, refusedLimitMs = 120_000 } = {},
 ) {
   const start = performance.now();
   log.start("waiting for the board to come back");
@@ -470,7 +470,7 @@ async function waitForBoard(
   let refusedSince: number | undefined;
   const users: (string | undefined)[] = newUser ? [undefined, newUser] : [undefined];
   while (performance.now() - start < timeoutMs) {
-    await Bun.sleep(3000);
+    await Bun.sleep(pollMs);
     let refusals = 0;
     for (const user of users) {
       let t: Target | undefined;
@@ -501,7 +501,7 @@ async function waitForBoard(
     }
     if (refusals === users.length) {
       refusedSince ??= performance.now();
-      if (performance.now() - refusedSince > 120_000) {
+      if (performance.now() - refusedSince > refusedLimitMs) {
         throw new UserError(
           `The board is back (its SSH server answers) but refuses every login flash-live can try: ${lastErr}`,
           `The image was written and verified before the reboot. The new image decides who may log in: use the user and key it (or your config's user=/ssh-authorized-keys) set up.`,
