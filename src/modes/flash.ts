@@ -460,7 +460,7 @@ function parseAt(out: string): Record<string, string> {
 export async function waitForBoard(
   reconnect: (user?: string) => Promise<Target>,
   oldBootId: string,
-  log: Pick<typeof consola, "start" | "success">,
+  log: { start: (msg: string) => void; success: (msg: string) => void },
   newUser?: string,
   { timeoutMs = 15 * 60_000, pollMs = 3000, refusedLimitMs = 120_000 } = {},
 ) {

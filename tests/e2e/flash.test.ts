@@ -35,8 +35,10 @@ export async function flashAndProve(opts: {
   const img = await ensureImage(opts.image);
   const before = await board.bootId();
   const file = img[opts.file];
+  const t0 = performance.now();
   const cli = home.run(["flash", "board", file, "--yes", ...opts.args], { env: opts.env });
   await board.waitHeld(600_000);
+  const held = (performance.now() - t0) / 1000;
   const cmp = await board.compareDisk(img.raw, { patches: opts.patches });
   expect(cmp).toMatchObject({ equal: true, differingSectors: 0 });
   await board.resume();
@@ -46,6 +48,9 @@ export async function flashAndProve(opts: {
   const after = await board.waitForReboot(before);
   expect(after).not.toBe(before);
   expect((await board.ssh("cat /etc/image-id")).stdout.trim()).toBe(img.marker);
+  // For the closing note: wall time to the reset, and bytes on the wire vs the file's size.
+  const done = /done in [^\n]*/.exec(r.stdout + r.stderr)?.[0];
+  console.log(`[flash e2e] ${opts.image}.${opts.file} (${img.sizes[opts.file]} B) ${opts.args.join(" ")}: flash to reset ${held.toFixed(1)} s; ${done}`);
   return r;
 }
 

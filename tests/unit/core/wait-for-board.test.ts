@@ -9,7 +9,7 @@ import { AuthError } from "../../../src/target/ssh.ts";
 import { createFakeTarget } from "../../fakes/fake-target.ts";
 
 const PROBE = `sh -c 'cat /proc/sys/kernel/random/boot_id; hostname; . /etc/os-release 2>/dev/null; echo "$PRETTY_NAME"'`;
-const log = { start: () => {}, success: (m: string) => messages.push(m) };
+const log = { start: () => {}, success: (m: string) => void messages.push(m) };
 let messages: string[] = [];
 const fast = { pollMs: 5, refusedLimitMs: 60, timeoutMs: 5_000 };
 
