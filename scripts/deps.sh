@@ -11,7 +11,7 @@ DEBIAN_PACKAGES=(
   busybox-static xz-utils zstd bzip2 gzip                       # image formats
   openssh-client openssh-server                                 # SSH tests against a real sshd
   libc6-arm64-cross                                             # qemu-aarch64 -L for the arm64 binary
-  shellcheck wpasupplicant openssl util-linux                   # oracles: lint, wpa_passphrase, passwd -6, script(1)
+  shellcheck wpasupplicant openssl util-linux bmap-tools        # oracles: lint, wpa_passphrase, passwd -6, script(1), bmaptool
   binutils gpg gpgv debian-archive-keyring ca-certificates        # .deb checks, busybox re-pinning
   python3 python3-jsonschema python3-yaml python3-jinja2 python3-configobj python3-requests python3-jsonpatch python3-netifaces  # cloud-init schema oracle
 )

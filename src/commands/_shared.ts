@@ -12,6 +12,8 @@ export const targetArgs = {
   "known-hosts": { type: "string", description: "known_hosts file (default ~/.ssh/known_hosts)" },
   "accept-new-host-key": { type: "boolean", description: "Accept and remember an unknown host key, and the board's new key after the flash" },
   "customize-with": { type: "string", description: "cloud-init | firstrun (default: chosen from the image)" },
+  bmap: { type: "boolean", default: true, description: "Write only the ranges in the image's block map (IMAGE.bmap next to it) when there is one (--no-bmap: every byte)" },
+  "bmap-file": { type: "string", description: "Block map made by `bmaptool create`, if not next to the image" },
 } as const satisfies ArgsDef;
 
 /** Only the flags the user actually typed become the flag layer (citty fills defaults in). */
@@ -28,6 +30,8 @@ export function setFlags(args: Record<string, unknown>, rawArgs: string[]): Reco
     identity: "identityFile",
     i: "identityFile",
     verify: "verify",
+    bmap: "bmap",
+    "bmap-file": "bmapFile",
     yes: "yes",
     y: "yes",
     hostname: "hostname",

@@ -26,6 +26,8 @@ export const KEY_KINDS = {
   services: "list",
   plugins: "list",
   verify: "boolean",
+  bmap: "boolean",
+  bmapFile: "string",
   acceptNewHostKey: "boolean",
   knownHostsFile: "string",
   sshConfigFile: "string",

@@ -36,6 +36,7 @@ export const FLASH_LIVE_DEFAULTS: Readonly<FlashLiveConfig> = Object.freeze({
   mode: "auto",
   customizeWith: "auto",
   verify: true,
+  bmap: true,
   keepHostKeys: false,
   acceptNewHostKey: false,
   yes: false,

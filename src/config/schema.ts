@@ -35,6 +35,10 @@ export interface FlashLiveConfig extends CustomizationConfig {
   /** Plugin module paths, relative to the config file that names them. */
   plugins?: string[];
   verify?: boolean;
+  /** Use the image's block map (IMAGE.bmap next to it, or bmapFile): write only mapped ranges. */
+  bmap?: boolean;
+  /** A block map elsewhere than next to the image. */
+  bmapFile?: string;
   acceptNewHostKey?: boolean;
   knownHostsFile?: string;
   sshConfigFile?: string;

@@ -53,6 +53,8 @@ export interface CheckReport {
     rawSize?: number;
     sha256?: string;
     fitsDisk?: boolean;
+    /** The block map in use (only its ranges are written). */
+    bmap?: { path: string; mappedBytes: number };
     customization?: { mechanism: string; summary: string; patchBytes: number };
   };
   plan?: { mode: "ramfs" | "stream"; reason: string; codec: string; transcode: boolean };
@@ -82,6 +84,8 @@ export async function check(req: CheckRequest): Promise<CheckReport> {
         hooks,
         services: req.config.services ?? [],
         imagePath: req.imagePath,
+        bmap: req.config.bmap,
+        bmapFile: req.config.bmapFile,
         customize: (c, image) => prepareCustomizationFor(c, image, req.config, resolved),
       },
       ctx,
@@ -131,6 +135,7 @@ export async function check(req: CheckRequest): Promise<CheckReport> {
         rawSize: pf.scan?.rawSize ?? pf.image.rawSizeHint,
         sha256: pf.scan?.sha256,
         fitsDisk: disk ? (pf.scan?.rawSize ?? pf.image.rawSizeHint ?? 0) <= disk.sizeBytes : undefined,
+        bmap: pf.bmap ? { path: pf.bmap.path, mappedBytes: pf.bmap.mappedBytes } : undefined,
         customization: pf.custom
           ? { mechanism: pf.custom.mechanism, summary: pf.custom.summary, patchBytes: pf.custom.extents.reduce((a, e) => a + e.data.length, 0) }
           : undefined,
@@ -166,6 +171,7 @@ export function formatCheck(r: CheckReport): string {
     add("  format", `${i.format}, ${formatBytes(i.fileSize)}${i.rawSize !== undefined ? ` -> ${formatBytes(i.rawSize)} raw` : ""}`);
     if (i.sha256) add("  sha256", i.sha256);
     if (i.fitsDisk !== undefined) add("  fits disk", i.fitsDisk ? "yes" : "NO");
+    if (i.bmap) add("  bmap", `${i.bmap.path}: ${formatBytes(i.bmap.mappedBytes)} mapped: only that is written`);
     add("  customize", i.customization ? `${i.customization.mechanism}: ${i.customization.summary} (${formatBytes(i.customization.patchBytes)} of sectors)` : "no");
   }
   if (r.plan) add("mode", `${r.plan.mode}: ${r.plan.reason}; sent as ${r.plan.codec}${r.plan.transcode ? " (re-encoded)" : ""}`);

@@ -52,6 +52,8 @@ export async function flash(req: FlashRequest): Promise<FlashResult> {
       yes: req.config.yes ?? false,
       interactive,
       verify: req.config.verify ?? true,
+      bmap: req.config.bmap,
+      bmapFile: req.config.bmapFile,
       customize: (ctx, image) => prepareCustomizationFor(ctx, image, req.config, resolved),
       reconnect: req.local ? undefined : (user) => connectTarget({ ...req, interactive, afterFlash: true, user }),
       newUser: req.config.user,
@@ -62,7 +64,7 @@ export async function flash(req: FlashRequest): Promise<FlashResult> {
     });
     const total = (performance.now() - started) / 1000;
     consola.success(
-      `done in ${fmtDuration(total)}: ${formatBytes(res.scan.rawSize)} written to ${res.plan.diskPath}, ${formatBytes(res.bytesSent)} sent, verify ${res.verified}`,
+      `done in ${fmtDuration(total)}: ${formatBytes(res.written)}${res.written < res.scan.rawSize ? ` of ${formatBytes(res.scan.rawSize)} (block map)` : ""} written to ${res.plan.diskPath}, ${formatBytes(res.bytesSent)} sent, verify ${res.verified}`,
     );
     for (const w of res.warnings) consola.warn(w);
     return res;

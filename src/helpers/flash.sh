@@ -15,6 +15,7 @@
 #   --freeze MOUNTPOINT freeze with FIFREEZE before the write (repeatable; "/" last)
 #   --patch FILE        sector patch index: "disk_offset length data_offset" lines; data in FILE.bin
 #   --verify FILE       ranges to read back: "offset length md5" lines
+#   --ranges FILE       block map: write only these "offset length" ranges (sorted) of the image
 #   --no-reboot         test hook: stop before the reboot (only used by unit tests of this script)
 #   --on-fail reboot|halt  what to do when verification still fails (default reboot)
 #
@@ -69,7 +70,7 @@ if [ "$cmd" = detach ]; then
   "$BB" setsid "$BB" sh "$0" run "$WORK" "$@" > "$LOG" 2>&1 < /dev/null &
   exec "$BB" tail -n +1 -f "$LOG"
 fi
-DISK="" CODEC=raw SOURCE="-" SIZE="" UNITS="" PATCH="" VERIFY="" REBOOT=1 ONFAIL=reboot
+DISK="" CODEC=raw SOURCE="-" SIZE="" UNITS="" PATCH="" VERIFY="" RANGES="" REBOOT=1 ONFAIL=reboot
 RO_LIST="" FREEZE_LIST=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -84,6 +85,7 @@ $2"; shift ;;
 $2"; shift ;;
     --patch) PATCH=$2; shift ;;
     --verify) VERIFY=$2; shift ;;
+    --ranges) RANGES=$2; shift ;;
     --no-reboot) REBOOT=0 ;;
     --on-fail) ONFAIL=$2; shift ;;
     *) at "error unknown option $1"; exit 2 ;;
@@ -170,19 +172,38 @@ done
 # is proven by shape: SIZE/4M full blocks (iflag=fullblock), then one block of the remainder, then
 # nothing more on the input.
 BS=4194304
-FULL=$((SIZE / BS))
-REM=$((SIZE % BS))
+# Exactly $1 bytes from stdin: to the disk at offset $2, or discarded (no $2). Proven by dd's record
+# count: $1/4M full records, then one partial one if there is a remainder (iflag=count_bytes reads
+# no further than asked, so the next dd continues where this one stopped).
+copy_exact() {
+  full=$(($1 / BS))
+  part=$(($1 % BS > 0))
+  if [ -n "${2:-}" ]; then
+    "$BB" dd of="$DISK" bs=$BS count="$1" iflag=fullblock,count_bytes oflag=seek_bytes seek="$2" conv=notrunc,fsync 2> "$WORK/dd.last" || return 1
+  else
+    "$BB" dd of=/dev/null bs=$BS count="$1" iflag=fullblock,count_bytes 2> "$WORK/dd.last" || return 1
+  fi
+  "$BB" cat "$WORK/dd.last" >> "$WORK/dd.err"
+  "$BB" grep -q "^$full+$part records out" "$WORK/dd.last"
+}
 write_exact() {
-  "$BB" dd of="$DISK" bs=$BS count=$FULL iflag=fullblock conv=fsync 2> "$WORK/dd.err" || return 1
-  "$BB" grep -q "^$FULL+0 records out" "$WORK/dd.err" || return 1
-  if [ "$REM" -gt 0 ]; then
-    "$BB" dd of="$DISK" bs="$REM" count=1 iflag=fullblock oflag=seek_bytes seek=$((FULL * BS)) \
-      conv=notrunc,fsync 2>> "$WORK/dd.err" || return 1
-    "$BB" tail -n 1 "$WORK/dd.err" | "$BB" grep -q "^1+0 records out" || return 1
+  if [ -z "$RANGES" ]; then
+    copy_exact "$SIZE" 0 || return 1
+  else
+    at=0
+    while read -r off len <&4; do
+      [ -n "$off" ] || continue
+      if [ "$off" -gt "$at" ]; then copy_exact $((off - at)) || return 1; fi
+      copy_exact "$len" "$off" || return 1
+      at=$((off + len))
+    done 4< "$RANGES"
+    if [ "$SIZE" -gt "$at" ]; then copy_exact $((SIZE - at)) || return 1; fi
   fi
   # More input than the image's size: the source changed since it was checked.
   [ "$("$BB" head -c 1 | "$BB" wc -c)" = 0 ] || { echo "longer than $SIZE bytes" >> "$WORK/dd.err"; return 1; }
 }
+TOTAL=$SIZE
+if [ -n "$RANGES" ]; then TOTAL=$("$BB" awk '{n += $2} END {printf "%d", n}' "$RANGES"); fi
 sectors_written() { "$BB" awk '{print $7}' "/sys/block/$disk_name/stat"; }
 exec 3<&0
 "$BB" rm -f "$WORK/dec.rc" "$WORK/dd.err" "$WORK/write.rc"
@@ -197,8 +218,8 @@ exec 3<&-
 last=-1
 while [ -d "/proc/$writer" ]; do
   pos=$(( ($(sectors_written) - base) * 512 ))
-  [ "$pos" -gt "$SIZE" ] && pos=$SIZE
-  if [ "$pos" != "$last" ]; then at "progress $pos $SIZE"; last=$pos; fi
+  [ "$pos" -gt "$TOTAL" ] && pos=$TOTAL
+  if [ "$pos" != "$last" ]; then at "progress $pos $TOTAL"; last=$pos; fi
   "$BB" sleep 1
 done
 wait "$writer"
@@ -208,7 +229,7 @@ if [ "$wrc" != 0 ] || [ "$decrc" != 0 ]; then
   at "error write incomplete: the image is $SIZE bytes; dd: $("$BB" tr '\n' ' ' < "$WORK/dd.err" 2>/dev/null), decompressor exit $decrc"
   exit 1
 fi
-at "progress $SIZE $SIZE"
+at "progress $TOTAL $TOTAL"
 
 apply_extents() { # INDEX DATA: write "disk_offset length data_offset" extents
   while read -r off len doff; do
@@ -245,9 +266,10 @@ if [ -n "$VERIFY" ]; then
     at "verify-mismatch $(echo "$bad" | "$BB" awk '{printf "%s+%s ", $1, $2}')"
     echo "$bad" | while read -r off len _; do
       # Skip in whole blocks: busybox dd skips bytes of a pipe (skip_bytes) one read(2) of 1 byte
-      # at a time. Ranges start on 64 MiB boundaries (src/image/scan.ts).
+      # at a time. The largest power of two up to 1 MiB that divides the offset (ranges start on
+      # 64 MiB boundaries, or on a block map's blocks).
       bs=1048576
-      [ $((off % bs)) = 0 ] || bs=512
+      while [ $((off % bs)) != 0 ]; do bs=$((bs / 2)); done
       # shellcheck disable=SC2086
       $DEC < "$SOURCE" | "$BB" dd of="$DISK" bs=$bs iflag=count_bytes,fullblock \
         skip=$((off / bs)) seek=$((off / bs)) count="$len" conv=notrunc,fsync 2>/dev/null

@@ -1,3 +1,5 @@
+import { UserError } from "../errors.ts";
+import type { Bmap } from "./bmap.ts";
 import type { ImageInfo } from "./source.ts";
 import { rawStream } from "./source.ts";
 
@@ -24,28 +26,86 @@ export interface ImageScan {
   ranges: VerifyRange[];
 }
 
+/** Hashes of the parts of a byte stream that fall in sorted, non-overlapping pieces. */
+class PieceHasher {
+  private i = 0;
+  private h: Bun.CryptoHasher;
+  readonly digests: string[] = [];
+  constructor(
+    private readonly pieces: readonly { offset: number; length: number }[],
+    private readonly algo: "md5" | "sha256" | "sha1",
+  ) {
+    this.h = new Bun.CryptoHasher(algo);
+  }
+  /** `chunk` holds stream bytes [pos, pos + chunk.length). */
+  feed(chunk: Uint8Array, pos: number): void {
+    const end = pos + chunk.length;
+    while (this.i < this.pieces.length) {
+      const p = this.pieces[this.i]!;
+      const pEnd = p.offset + p.length;
+      if (p.offset >= end) return;
+      const from = Math.max(pos, p.offset);
+      const to = Math.min(end, pEnd);
+      if (to > from) this.h.update(chunk.subarray(from - pos, to - pos));
+      if (pEnd > end) return;
+      this.digests.push(this.h.digest("hex"));
+      this.h = new Bun.CryptoHasher(this.algo);
+      this.i++;
+    }
+  }
+}
+
+/** Split regions into read-back pieces that never cross a multiple of `size` (so a piece is at most `size`). */
+export function splitRegions(regions: readonly { offset: number; length: number }[], size: number): { offset: number; length: number }[] {
+  const out: { offset: number; length: number }[] = [];
+  for (const r of regions) {
+    let off = r.offset;
+    const end = r.offset + r.length;
+    while (off < end) {
+      const next = Math.min(end, (Math.floor(off / size) + 1) * size);
+      out.push({ offset: off, length: next - off });
+      off = next;
+    }
+  }
+  return out;
+}
+
 /**
  * Read the whole image once on the sending side: proves it decompresses (a truncated or corrupt
  * image fails here, before anything on the board changes), gives its exact size, and the hashes the
  * board's read-back is compared with. md5 for the ranges: the board hashes with busybox, where md5 is
- * 2-4x faster than sha256 on small ARM cores; it guards against corruption, not against an attacker.
+ * faster than sha256 on a board CPU; it guards against corruption, not against an attacker.
+ *
+ * `regions`: the parts of the disk that will be written (a block map's ranges plus the extents);
+ * default the whole image. `bmap`: its per-range checksums are checked against the image.
  */
 export async function scanImage(
   info: ImageInfo,
-  opts: { rangeSize?: number; extents?: Extent[]; onProgress?: (bytes: number) => void } = {},
+  opts: {
+    rangeSize?: number;
+    extents?: Extent[];
+    regions?: { offset: number; length: number }[];
+    bmap?: Bmap;
+    onProgress?: (bytes: number) => void;
+  } = {},
 ): Promise<ImageScan> {
   const rangeSize = opts.rangeSize ?? 64 << 20;
   const extents = [...(opts.extents ?? [])].sort((a, b) => a.offset - b.offset);
   const sha = new Bun.CryptoHasher("sha256");
   const md5 = new Bun.CryptoHasher("md5");
-  let range = new Bun.CryptoHasher("md5");
-  const ranges: VerifyRange[] = [];
-  let pos = 0;
+  // Whole image: 64 MiB pieces up to the (unknown) end; the last one is cut where the stream ends.
+  const pieces = opts.regions ? splitRegions(opts.regions, rangeSize) : undefined;
+  let whole = new Bun.CryptoHasher("md5");
+  const wholeRanges: VerifyRange[] = [];
   let rangeStart = 0;
+  const partial = pieces ? new PieceHasher(pieces, "md5") : undefined;
+  const bmapCheck = opts.bmap?.checksumType && opts.bmap.ranges.every((r) => r.checksum) ? new PieceHasher(opts.bmap.ranges, opts.bmap.checksumType) : undefined;
+  let pos = 0;
   let lastReport = 0;
   for await (const c of rawStream(info) as AsyncIterable<Buffer>) {
     sha.update(c);
     md5.update(c);
+    bmapCheck?.feed(c, pos);
     let chunk: Uint8Array = c;
     const end = pos + c.length;
     for (const e of extents) {
@@ -56,15 +116,18 @@ export async function scanImage(
       const to = Math.min(end, eEnd);
       chunk.set(e.data.subarray(from - e.offset, to - e.offset), from - pos);
     }
-    let off = 0;
-    while (off < chunk.length) {
-      const take = Math.min(chunk.length - off, rangeStart + rangeSize - (pos + off));
-      range.update(chunk.subarray(off, off + take));
-      off += take;
-      if (pos + off === rangeStart + rangeSize) {
-        ranges.push({ offset: rangeStart, length: rangeSize, md5: range.digest("hex") });
-        range = new Bun.CryptoHasher("md5");
-        rangeStart += rangeSize;
+    if (partial) partial.feed(chunk, pos);
+    else {
+      let off = 0;
+      while (off < chunk.length) {
+        const take = Math.min(chunk.length - off, rangeStart + rangeSize - (pos + off));
+        whole.update(chunk.subarray(off, off + take));
+        off += take;
+        if (pos + off === rangeStart + rangeSize) {
+          wholeRanges.push({ offset: rangeStart, length: rangeSize, md5: whole.digest("hex") });
+          whole = new Bun.CryptoHasher("md5");
+          rangeStart += rangeSize;
+        }
       }
     }
     pos = end;
@@ -73,7 +136,32 @@ export async function scanImage(
       lastReport = pos;
     }
   }
-  if (pos > rangeStart) ranges.push({ offset: rangeStart, length: pos - rangeStart, md5: range.digest("hex") });
   opts.onProgress?.(pos);
+  let ranges: VerifyRange[];
+  if (pieces && partial) {
+    if (partial.digests.length !== pieces.length) {
+      throw new UserError(`The image ends at ${pos} bytes, inside the ranges it is meant to write (up to ${pieces.at(-1)!.offset + pieces.at(-1)!.length}).`, "The block map (or the customization) does not belong to this image.");
+    }
+    ranges = pieces.map((p, i) => ({ ...p, md5: partial.digests[i]! }));
+  } else {
+    if (pos > rangeStart) wholeRanges.push({ offset: rangeStart, length: pos - rangeStart, md5: whole.digest("hex") });
+    ranges = wholeRanges;
+  }
+  if (opts.bmap) {
+    const bm = opts.bmap;
+    if (bm.imageSize !== pos) {
+      throw new UserError(`The block map ${bm.path} is for an image of ${bm.imageSize} bytes; this image has ${pos}.`, "Use the .bmap made for this image, or flash without it (--no-bmap).");
+    }
+    if (bmapCheck) {
+      const badAt = bm.ranges.findIndex((r, i) => r.checksum !== bmapCheck.digests[i]);
+      if (badAt >= 0) {
+        const r = bm.ranges[badAt]!;
+        throw new UserError(
+          `The image does not match its block map ${bm.path}: the ${bm.checksumType} of bytes ${r.offset}-${r.offset + r.length - 1} differs.`,
+          "The image or the .bmap is damaged or they do not belong together. Nothing was changed.",
+        );
+      }
+    }
+  }
   return { rawSize: pos, sha256: sha.digest("hex"), md5: md5.digest("hex"), ranges };
 }

@@ -14,6 +14,7 @@ import { createProgress, fmtDuration } from "../core/progress.ts";
 import { faultScript, isHarness, patchDumpPath } from "../core/safety.ts";
 import type { PreparedCustomization } from "../core/customize-step.ts";
 import { RemoteCommandError, UserError } from "../errors.ts";
+import { type Bmap, findBmap, loadBmap, mergeRegions } from "../image/bmap.ts";
 import { type ImageScan, scanImage } from "../image/scan.ts";
 import { formatBytes, type ImageInfo, openImage, rawStream } from "../image/source.ts";
 import { AuthError, HostKeyError } from "../target/ssh.ts";
@@ -32,11 +33,13 @@ export interface FlashOptions {
   yes: boolean;
   interactive: boolean;
   verify: boolean;
+  /** Use a block map: the one next to the image (default true), or bmapFile. */
+  bmap?: boolean;
+  bmapFile?: string;
   /** What to do when read-back verification fails even after a repair: reboot (default) or halt. */
   onVerifyFail?: "reboot" | "halt";
   /** Builds the customization once the image head and the facts are known (undefined: plain flash). */
   customize?: (ctx: FlashContext, image: ImageInfo) => Promise<PreparedCustomization | undefined>;
-  /** Remote: opens a new connection to the board after the reboot. */
   /** Log in to the board again after the reboot; `user` overrides the login user. */
   reconnect?: (user?: string) => Promise<Target>;
   /** The user the customization creates (user=): after the reboot it may be the only way in. */
@@ -50,6 +53,8 @@ export interface FlashResult {
   facts: TargetFacts;
   plan: Plan;
   scan: ImageScan;
+  /** Image bytes written (less than scan.rawSize with a block map), not counting customization sectors. */
+  written: number;
   verified: "ok" | "failed" | "repaired" | "skipped";
   /** Bytes sent to the board (copy or stream), on the wire before SSH's own framing. */
   bytesSent: number;
@@ -63,7 +68,7 @@ const PHASES = ["facts", "plan", "confirm", "stage", "handoff", "wait"] as const
 export type Phase = (typeof PHASES)[number];
 type PhaseRunner = <T>(name: Phase, fn: () => Promise<T>) => Promise<T>;
 
-export type PreflightOptions = Pick<FlashOptions, "target" | "local" | "mode" | "hooks" | "services" | "customize"> & { imagePath?: string };
+export type PreflightOptions = Pick<FlashOptions, "target" | "local" | "mode" | "hooks" | "services" | "customize" | "bmap" | "bmapFile"> & { imagePath?: string };
 
 export interface Preflight {
   facts: TargetFacts;
@@ -71,6 +76,8 @@ export interface Preflight {
   scan?: ImageScan;
   plan: Plan;
   custom?: PreparedCustomization;
+  /** The block map in use: only its ranges (and the customization's) are written and read back. */
+  bmap?: Bmap;
 }
 
 /**
@@ -105,9 +112,16 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
       const quick = plan({ rawSize: image.rawSizeHint });
       if (quick.refusals.length) return { facts, image, plan: (ctx.plan = quick) };
     }
+    const bmapPath = o.bmapFile ?? (o.bmap === false ? undefined : findBmap(image.path));
+    const bmap = bmapPath ? loadBmap(bmapPath) : undefined;
+    if (bmap && image.rawSizeHint !== undefined && bmap.imageSize !== image.rawSizeHint) {
+      throw new UserError(`The block map ${bmap.path} is for an image of ${bmap.imageSize} bytes; ${image.path} holds ${image.rawSizeHint}.`, "Use the .bmap made for this image, or flash without it (--no-bmap).");
+    }
     const custom = o.customize ? await o.customize(ctx, image) : undefined;
-    const scan = await scanImage(image, { extents: custom?.extents, onProgress: (n) => onScan?.(n, image.rawSizeHint) });
-    return { facts, image, scan, custom, plan: (ctx.plan = plan(scan)) };
+    // With a block map, the disk gets its ranges plus the customization's sectors, nothing else.
+    const regions = bmap ? mergeRegions([...bmap.ranges, ...(custom?.extents ?? []).map((e) => ({ offset: e.offset, length: e.data.length }))]) : undefined;
+    const scan = await scanImage(image, { extents: custom?.extents, regions, bmap, onProgress: (n) => onScan?.(n, image.rawSizeHint) });
+    return { facts, image, scan, custom, bmap, plan: (ctx.plan = plan(scan)) };
   });
 }
 
@@ -125,14 +139,16 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
   };
 
   const progress = createProgress("checking image", undefined);
-  const { facts, image, scan, plan, custom } = await preflight(o, ctx, phase, (n) => progress.update(n));
+  const { facts, image, scan, plan, custom, bmap } = await preflight(o, ctx, phase, (n) => progress.update(n));
+  // Bytes the helper writes from the image: the mapped ranges with a block map, else all of it.
+  const imageBytes = bmap ? bmap.mappedBytes : scan?.rawSize ?? 0;
   if (scan) progress.finish(`image ok: ${formatBytes(scan.rawSize)} raw, sha256 ${scan.sha256.slice(0, 16)}…`);
   if (plan.refusals.length) throw refusal(o.target, plan.refusals);
   if (!image || !scan) throw new Error("preflight returned no image scan without a refusal");
 
   // ---- confirm --------------------------------------------------------------------------------------
   await phase("confirm", async () => {
-    const summary = describePlan(o, facts, plan, image, scan, custom);
+    const summary = describePlan(o, facts, plan, image, scan, custom, bmap);
     log.box(summary);
     for (const n of plan.notes) log.info(n);
     if (o.yes) return;
@@ -162,6 +178,10 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
       const fault = faultScript();
       if (fault) await t.put(`${work}/fault.sh`, fault, { mode: "0700", root: true });
       await t.put(`${work}/units`, plan.units.map((u) => `${u}\n`).join(""), { mode: "0600", root: true });
+      if (bmap) {
+        const mapped = mergeRegions(bmap.ranges);
+        await t.put(`${work}/ranges`, mapped.map((r) => `${r.offset} ${r.length}\n`).join(""), { mode: "0600", root: true });
+      }
       if (o.verify) {
         await t.put(`${work}/verify`, scan.ranges.map((r) => `${r.offset} ${r.length} ${r.md5}\n`).join(""), { mode: "0600", root: true });
       }
@@ -234,10 +254,11 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
     for (const m of plan.freezeMounts) args.push("--freeze", m);
     if (o.verify) args.push("--verify", `${work}/verify`);
     if (custom?.extents.length) args.push("--patch", `${work}/patch`);
+    if (bmap) args.push("--ranges", `${work}/ranges`);
     const detach = staged.source !== "-";
     const argv = [`${work}/busybox`, "sh", `${work}/flash.sh`, detach ? "detach" : "run", work, ...args];
     const proc = await t.spawn(argv, { root: true });
-    const follower = followHelper(proc.stdout, scan.rawSize, log);
+    const follower = followHelper(proc.stdout, imageBytes, log);
     proc.stderr.on("data", () => {});
     proc.stdin.on("error", () => {});
     if (!detach) {
@@ -295,6 +316,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
     facts,
     plan,
     scan,
+    written: imageBytes,
     verified,
     bytesSent,
     rebooted: outcome.rebooting,
@@ -516,7 +538,7 @@ function refusal(t: Target, reasons: string[]): UserError {
   return new UserError(`Refusing to flash ${t.name}; nothing was changed:\n  - ${reasons.join("\n  - ")}`, undefined, 1);
 }
 
-function describePlan(o: FlashOptions, facts: TargetFacts, plan: Plan, image: ImageInfo, scan: ImageScan, custom?: PreparedCustomization): string {
+function describePlan(o: FlashOptions, facts: TargetFacts, plan: Plan, image: ImageInfo, scan: ImageScan, custom?: PreparedCustomization, bmap?: Bmap): string {
   const lines = [
     `target     ${o.target.name}  (${facts.hostname}, ${facts.model ?? facts.arch}, ${facts.os ?? "?"})`,
     `disk       ${plan.diskPath}  ${formatBytes(plan.disk.sizeBytes)}${plan.disk.model ? `  ${plan.disk.model}` : ""}  (root on /dev/${plan.rootDevice?.name ?? "?"})`,
@@ -525,7 +547,8 @@ function describePlan(o: FlashOptions, facts: TargetFacts, plan: Plan, image: Im
     `sent as    ${plan.codec}${plan.transcode ? " (re-encoded on this side: the board has no zstd decoder)" : ""}`,
     `stops      ${plan.units.length ? plan.units.join(", ") : "no services"}`,
     `customize  ${custom ? custom.summary : "no (plain flash)"}`,
-    `verify     ${o.verify ? "read back every byte before the reboot" : "no (--no-verify)"}`,
+    ...(bmap ? [`bmap       ${bmap.path}: ${formatBytes(bmap.mappedBytes)} of ${formatBytes(bmap.imageSize)} mapped; only those ranges are written (--no-bmap: all)`] : []),
+    `verify     ${o.verify ? `read back every ${bmap ? "written " : ""}byte before the reboot` : "no (--no-verify)"}`,
   ];
   return lines.join("\n");
 }

@@ -5,6 +5,10 @@
  * reboot), and the board then boots the new image (new marker, new boot_id).
  */
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { join } from "node:path";
+import { loadBmap } from "../../src/image/bmap.ts";
 import { type Board, startBoard } from "../harness/board.ts";
 import { ensureImage } from "../harness/build-image.ts";
 import type { ImageName } from "../harness/recipes.ts";
@@ -93,6 +97,62 @@ describe("remote", () => {
     await flashAndProve({ board, home, image: "L-gpt", file: "raw", args: ["--stream", "--accept-new-host-key"] });
   });
 });
+
+describe("block map (issue 5)", () => {
+  test("ramfs, .img.xz with bmaptool's .bmap: only mapped ranges written and read back; a hole keeps old bytes; boots", async () => {
+    const { board, home } = await boardWithHome("L");
+    const img = await ensureImage("L2");
+    // The image next to its map, as users get them: L2.img.xz + L2.img.bmap (bmaptool, the oracle).
+    const dir = home.path("images");
+    mkdirSync(dir);
+    symlinkSync(img.xz, join(dir, "L2.img.xz"));
+    const made = Bun.spawnSync(["bmaptool", "create", "-o", join(dir, "L2.img.bmap"), img.raw], { stderr: "pipe" });
+    expect(made.exitCode).toBe(0);
+    const bm = loadBmap(join(dir, "L2.img.bmap"));
+    expect(bm.mappedBytes).toBeLessThan(img.sizes.raw * 0.8);
+    // A MiB that the map leaves out (free space of L2's root): fill it on the board's disk with a
+    // pattern before the flash; the flash must not touch it.
+    const hole = findHole(bm.ranges, 1 << 20, bm.imageSize);
+    await board.ssh(`dd if=/dev/urandom of=/dev/vda bs=1M seek=${hole / (1 << 20)} count=1 conv=fsync,notrunc 2>/dev/null`, { user: "root" });
+    const pattern = (await board.ssh(`dd if=/dev/vda bs=1M skip=${hole / (1 << 20)} count=1 2>/dev/null | md5sum`, { user: "root" })).stdout.split(" ")[0];
+
+    const before = await board.bootId();
+    const t0 = performance.now();
+    const cli = home.run(["flash", "board", join(dir, "L2.img.xz"), "--yes", "--accept-new-host-key"]);
+    await board.waitHeld(600_000);
+    const held = (performance.now() - t0) / 1000;
+    const disk = home.path("disk.raw");
+    await board.exportDisk(disk, img.sizes.raw);
+    const got = readFileSync(disk);
+    const want = readFileSync(img.raw);
+    for (const r of bm.ranges) {
+      if (!got.subarray(r.offset, r.offset + r.length).equals(want.subarray(r.offset, r.offset + r.length))) throw new Error(`mapped range ${r.offset}+${r.length} differs`);
+    }
+    expect(createHash("md5").update(got.subarray(hole, hole + (1 << 20))).digest("hex")).toBe(pattern!);
+    expect(got.subarray(hole, hole + (1 << 20)).equals(want.subarray(hole, hole + (1 << 20)))).toBe(false);
+    rmSync(disk);
+    await board.resume();
+    const r = await cli;
+    const out = r.stdout + r.stderr;
+    if (r.code !== 0) console.error(out);
+    expect(r.code).toBe(0);
+    expect(out).toContain(`bmap       ${join(dir, "L2.img.bmap")}`);
+    expect(out).toContain("verified: every byte");
+    expect(out).toMatch(/written to \/dev\/vda/);
+    expect(out).toContain("(block map)");
+    expect(await board.waitForReboot(before)).not.toBe(before);
+    expect((await board.ssh("cat /etc/image-id")).stdout.trim()).toBe(img.marker);
+    console.log(`[flash e2e] L2.xz + bmap (${bm.mappedBytes} of ${bm.imageSize} B mapped): flash to reset ${held.toFixed(1)} s; ${/done in [^\n]*/.exec(out)?.[0]}`);
+  });
+});
+
+/** The first `size`-aligned run of `size` bytes that no range touches. */
+function findHole(ranges: { offset: number; length: number }[], size: number, end: number): number {
+  for (let at = end - size; at >= 0; at -= size) {
+    if (!ranges.some((r) => r.offset < at + size && at < r.offset + r.length)) return at;
+  }
+  throw new Error("no hole in the block map");
+}
 
 describe("verification", () => {
   test("stream: a corrupted range is reported, the run fails", async () => {
