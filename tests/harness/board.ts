@@ -227,8 +227,15 @@ export class Board {
 
   /** The board's host keys as known_hosts lines for [127.0.0.1]:port (from ssh-keyscan). */
   async knownHostsLine(): Promise<string> {
-    const r = await run(["ssh-keyscan", "-p", String(this.sshPort), "-T", "10", "127.0.0.1"]);
-    const lines = r.stdout.split("\n").filter((l) => l && !l.startsWith("#")).sort();
+    // ssh-keyscan opens one connection per key type; on a busy TCG board one of them can time out
+    // and its key is silently missing. Every board's sshd has all three: ask again until they are there.
+    let lines: string[] = [];
+    for (let attempt = 1; attempt <= 5; attempt++) {
+      const r = await run(["ssh-keyscan", "-p", String(this.sshPort), "-T", "20", "-t", "ecdsa,ed25519,rsa", "127.0.0.1"], { check: false });
+      lines = r.stdout.split("\n").filter((l) => l && !l.startsWith("#")).sort();
+      if (["ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa"].every((t) => lines.some((l) => l.split(" ")[1] === t))) break;
+      await Bun.sleep(1000);
+    }
     if (lines.length === 0) throw new Error(`ssh-keyscan got no host key from board ${this.image.name}`);
     return lines.join("\n");
   }
