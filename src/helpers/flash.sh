@@ -168,13 +168,12 @@ for p in $(partitions); do
 done
 
 # The write: decompressor | dd, nothing else in the data path (each pipe stage costs a slow board
-# CPU as much as the decompression). busybox dd reports records, not bytes, so the exact byte count
-# is proven by shape: SIZE/4M full blocks (iflag=fullblock), then one block of the remainder, then
-# nothing more on the input.
+# CPU as much as the decompression). busybox dd reports records, not bytes, so each byte count is
+# proven by the record count, and the input must end right after SIZE bytes.
 BS=4194304
-# Exactly $1 bytes from stdin: to the disk at offset $2, or discarded (no $2). Proven by dd's record
-# count: $1/4M full records, then one partial one if there is a remainder (iflag=count_bytes reads
-# no further than asked, so the next dd continues where this one stopped).
+# Exactly $1 bytes from stdin: to the disk at offset $2, or discarded (no $2): $1/4M full records,
+# then one partial one if there is a remainder (iflag=count_bytes reads no further than asked, so
+# the next dd continues where this one stopped).
 copy_exact() {
   full=$(($1 / BS))
   part=$(($1 % BS > 0))
