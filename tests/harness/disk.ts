@@ -2,7 +2,7 @@ import { closeSync, openSync, readSync, rmSync, statSync } from "node:fs";
 import { run } from "./_run.ts";
 
 /**
- * Reading a board's disk from the host: raw files directly, qcow2 through `qemu-img dd`. Only ever
+ * Reading a board's disk from the host: raw files directly, qcow2 through `qemu-img convert`. Only ever
  * used on files under the board cache, and only while the board's QEMU is not running (held at a
  * reboot or stopped), so the bytes are what the guest wrote.
  */
@@ -26,11 +26,13 @@ export async function diskSize(path: string, format: DiskFormat): Promise<number
 
 /** Copy `length` bytes at `offset` of the disk into a new raw file. */
 export async function extractRange(disk: string, format: DiskFormat, offset: number, length: number, out: string): Promise<void> {
-  // qemu-img dd counts in blocks of bs: use the largest power of two (<= 4 MiB) aligning both ends.
-  let bs = 4 * 1024 * 1024;
-  while (bs > 1 && (offset % bs !== 0 || length % bs !== 0)) bs /= 2;
+  // The raw driver's offset/size window over the disk. (Not `qemu-img dd skip= count=`: QEMU 7.2
+  // counts the skipped blocks in count, so any read not starting at 0 came back short or empty.)
   rmSync(out, { force: true });
-  await run(["qemu-img", "dd", "-U", "-f", format, "-O", "raw", `bs=${bs}`, `skip=${offset / bs}`, `count=${length / bs}`, `if=${disk}`, `of=${out}`]);
+  const opts = `driver=raw,offset=${offset},size=${length},file.driver=${format},file.file.driver=file,file.file.filename=${disk.replaceAll(",", ",,")}`;
+  await run(["qemu-img", "convert", "-U", "-O", "raw", "--image-opts", opts, out]);
+  const got = statSync(out).size;
+  if (got !== length) throw new Error(`extractRange: ${out} holds ${got} bytes, expected ${length}`);
 }
 
 /** Read bytes from a disk (any offset and length; rounded to sectors internally). */
