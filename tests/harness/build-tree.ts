@@ -10,7 +10,7 @@ import { BOARD_USERS } from "./recipes.ts";
  * Shared chroot trees the images start from, each cached under <cache>/trees/<layer>-<hash>:
  *   debootstrap  Debian trixie minbase + the packages below (the only network-heavy step, ~80 s)
  *   base         + users, keys, sudoers, initramfs for all board disk buses, no docs/apt caches
- *   cloud        base + cloud-init (for B-cloud)
+ *   cloud        base + cloud-init, and netplan + wpasupplicant so it renders Wi-Fi (for B-cloud)
  * A layer's hash covers its parent's hash and everything that shapes it (this file included), so
  * editing a recipe rebuilds exactly the layers below the edit. Caching mechanics: cache.ts.
  */
@@ -25,7 +25,9 @@ export const DEBIAN = {
     "e2fsprogs", "dosfstools", "fdisk", "busybox-static", "kmod", "initramfs-tools", "linux-image-amd64",
     "iproute2", "procps", "xz-utils", "zstd",
   ],
-  cloudPackages: ["cloud-init"],
+  // cloud-init renders Wi-Fi only through netplan; netplan's default renderer is the
+  // systemd-networkd the base tree already enables, which needs wpa_supplicant for Wi-Fi.
+  cloudPackages: ["cloud-init", "netplan.io", "wpasupplicant"],
 } as const;
 
 const HERE = import.meta.dir;
