@@ -2,8 +2,9 @@ import { randomBytes } from "node:crypto";
 import { parse, stringify } from "yaml";
 import type { BootFile } from "../core/hooks.ts";
 import type { HostKey } from "./host-keys.ts";
-import type { BootInspection } from "./inspect.ts";
+import type { BootDir, BootInspection } from "./inspect.ts";
 import type { ResolvedCustomization } from "./resolve.ts";
+import privateBootSh from "./private-boot.sh" with { type: "text" };
 import takeOverUserSh from "./take-over-user.sh" with { type: "text" };
 
 /** Groups Raspberry Pi Imager gives the user it configures through cloud-init (missing ones are created by cloud-init). */
@@ -14,8 +15,13 @@ export const IMAGER_GROUPS = "users,adm,dialout,audio,netdev,video,plugdev,cdrom
  * `network-config` (v2) when Wi-Fi is set, and `meta-data` when the image has none. Every value goes
  * through the YAML library, so any string round-trips.
  */
-export function buildCloudInitFiles(r: ResolvedCustomization, inspection: Pick<BootInspection, "files" | "networkConfig" | "os">, hostKeys: readonly HostKey[] = []): BootFile[] {
+export function buildCloudInitFiles(
+  r: ResolvedCustomization,
+  inspection: Pick<BootInspection, "files" | "networkConfig" | "os" | "bootDirOnImage">,
+  hostKeys: readonly HostKey[] = [],
+): BootFile[] {
   const doc: Record<string, unknown> = {};
+  const bootcmd: string[][] = [];
   if (r.hostname) {
     doc.hostname = r.hostname;
     // Without it sudo complains it cannot resolve the new name (FIELD-NOTES §2).
@@ -26,7 +32,7 @@ export function buildCloudInitFiles(r: ResolvedCustomization, inspection: Pick<B
     // cloud-init's users: creates accounts but never renames one; Imager's rename of the first
     // user (and its home, group, sudoers entry) runs first, once, from bootcmd, which precedes
     // users-groups in cloud-init's init stage. The name is an argument, not part of the script.
-    doc.bootcmd = [["cloud-init-per", "once", "flash-live-take-over-user", "sh", "-c", `${takeOverUserSh}\ntake_over_user "$1" --no-create`, "sh", u.name]];
+    bootcmd.push(["cloud-init-per", "once", "flash-live-take-over-user", "sh", "-c", `${takeOverUserSh}\ntake_over_user "$1" --no-create`, "sh", u.name]);
     const entry: Record<string, unknown> = { name: u.name, groups: IMAGER_GROUPS, shell: "/bin/bash" };
     if (u.passwordHash) {
       entry.lock_passwd = false;
@@ -57,6 +63,15 @@ export function buildCloudInitFiles(r: ResolvedCustomization, inspection: Pick<B
     doc.ssh_keys = keys;
   }
 
+  // The seed stays on the boot partition, which a FAT mounted with the default masks shows to every
+  // user: once, make that mount root-only (its fstab line and the live mount).
+  const mountPoints = [inspection.bootDirOnImage, ...BOOT_DIRS.filter((d) => d !== inspection.bootDirOnImage)];
+  bootcmd.push(["cloud-init-per", "once", "flash-live-private-boot", "sh", "-c", `${privateBootSh}\nprivate_boot "$@"`, "sh", ...mountPoints]);
+  // cloud-init runs bootcmd as one sh script whose status is its last command's: without set -e a
+  // failed take-over would pass unreported. (cloud-init-per marks a failed command as run, so the
+  // next boot runs the commands a failure skipped.)
+  doc.bootcmd = ["set -e", ...bootcmd];
+
   const files: BootFile[] = [{ path: "user-data", data: `#cloud-config\n${yaml(doc)}` }];
   if (r.wifi) files.push({ path: "network-config", data: buildNetworkConfig(r, inspection) });
   const hasMetaData = inspection.files.some((f) => f.toLowerCase() === "meta-data");
@@ -70,6 +85,8 @@ export function buildCloudInitFiles(r: ResolvedCustomization, inspection: Pick<B
 }
 
 // --- internal ---
+
+const BOOT_DIRS: readonly BootDir[] = ["/boot/firmware", "/boot"];
 
 function buildNetworkConfig(r: ResolvedCustomization, inspection: Pick<BootInspection, "networkConfig" | "os">): string {
   const wifi = r.wifi!;

@@ -36,7 +36,8 @@ export function buildPayloads(r: ResolvedCustomization, opts: PayloadOptions): P
   const regdom = r.wifiCountry ? `cfg80211.ieee80211_regdom=${r.wifiCountry}` : undefined;
 
   if (opts.mechanism === "cloud-init") {
-    return { files: buildCloudInitFiles(r, opts.inspection, keys), cmdlineAppend: regdom };
+    const inspection = opts.bootDir ? { ...opts.inspection, bootDirOnImage: opts.bootDir } : opts.inspection;
+    return { files: buildCloudInitFiles(r, inspection, keys), cmdlineAppend: regdom };
   }
 
   const cmdline = opts.inspection.cmdline;

@@ -156,7 +156,7 @@ describe("firstrun.sh, run in a sandbox", () => {
   test("cloud-init's bootcmd renames the first user the same way, once, and leaves creation to cloud-init", () => {
     const r = resolveCustomization({ user: "skipper", password: "x" }, { home: join(tmp.dir, "none") })!;
     const files = buildPayloads(r, { mechanism: "cloud-init", inspection: INSPECTION }).files;
-    const [cmd] = parse(files[0].data as string).bootcmd as string[][];
+    const [, cmd] = parse(files[0].data as string).bootcmd as string[][];
     // cloud-init-per once NAME sh -c SCRIPT sh skipper  ->  run the part after the NAME.
     const root = join(tmp.dir, "bootcmd");
     buildSandbox(root, { bootDir: "/boot/firmware", firstUser: { name: "pi", uid: 1000, groups: ["sudo"] }, files: { "tmp/bootcmd.sh": cmd[5] } });

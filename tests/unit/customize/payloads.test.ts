@@ -103,12 +103,16 @@ describe("cloud-init payloads", () => {
     expect(doc.keyboard).toEqual({ model: "pc105", layout: "fi" });
     expect(doc.locale).toBe("fi_FI.UTF-8");
     expect(doc.ssh_keys).toBeUndefined();
-    // The rename of the image's first user: the name is an argument, not part of the script.
-    const [cmd] = doc.bootcmd;
+    // The rename of the image's first user: the name is an argument, not part of the script. Then
+    // the boot partition becomes root-only (private-boot.test.ts); set -e reports either failing.
+    const [setE, cmd, privateBoot] = doc.bootcmd;
+    expect(setE).toBe("set -e");
     expect(cmd.slice(0, 5)).toEqual(["cloud-init-per", "once", "flash-live-take-over-user", "sh", "-c"]);
     expect(cmd.slice(6)).toEqual(["sh", "skipper"]);
     expect(cmd[5]).not.toContain("skipper");
     run(["sh", "-n", "-c", cmd[5]]);
+    expect(privateBoot.slice(0, 5)).toEqual(["cloud-init-per", "once", "flash-live-private-boot", "sh", "-c"]);
+    expect(doc.bootcmd).toHaveLength(3);
     expect(text).not.toContain("pässwörd");
     checkSchema("user-data", text);
   }, 60_000);
