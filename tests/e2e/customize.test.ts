@@ -264,14 +264,51 @@ describe("first-boot customization", () => {
 
     const { sudoers } = await checkConfiguredBoard(board, home, keys, hostname);
 
-    // Wi-Fi: cloud-init renders Wi-Fi only through netplan, which this image lacks (and its
-    // network: config: disabled), so the network config is the seed file on the boot partition.
+    // The seed as the board sees it: still the network-config that was sent.
     const net = await board.ssh("stat -c '%a %U' /boot/firmware/network-config; findmnt -no OPTIONS /boot/firmware; cat /boot/firmware/network-config", { user: "root" });
     const [modeLine, mountOpts, ...yamlLines] = net.stdout.split("\n");
     const onBoard = parseYaml(yamlLines.join("\n")) as any;
     expect(onBoard.network.wifis.wlan0["access-points"][SECRETS.wifiSsid].password).toBe(psk);
     expect(onBoard.network.wifis.wlan0["regulatory-domain"]).toBe(SECRETS.wifiCountry);
-    const rendered = await board.ssh("ls /etc/netplan 2>/dev/null; ls /etc/NetworkManager/system-connections 2>/dev/null; true", { user: "root" });
+
+    // ...and root-only: the bootcmd remounted the FAT with fmask/dmask 0077 and put them in fstab.
+    expect(mountOpts!.split(",")).toEqual(expect.arrayContaining(["fmask=0077", "dmask=0077"]));
+    expect((await board.ssh("findmnt --fstab -no OPTIONS /boot/firmware", { user: "root" })).stdout.trim().split(",")).toEqual(expect.arrayContaining(["fmask=0077", "dmask=0077"]));
+    const seedModes = (await board.ssh("stat -c '%a %U %n' /boot/firmware /boot/firmware/user-data /boot/firmware/meta-data /boot/firmware/network-config", { user: "root" })).stdout.trim().split("\n");
+    for (const line of seedModes) {
+      const [mode, owner] = line.split(" ");
+      expect({ line, other: Number.parseInt(mode!, 8) & 0o077, owner }).toEqual({ line, other: 0, owner: "root" });
+    }
+    const asNobody = await board.ssh("for f in user-data meta-data network-config; do sudo -u nobody cat /boot/firmware/$f >/dev/null 2>&1 && echo readable:$f; done; sudo -u nobody ls /boot/firmware >/dev/null 2>&1 && echo listable; echo checked", { user: "root" });
+    expect(asNobody.stdout.trim()).toBe("checked");
+
+    // Wi-Fi rendered by cloud-init through netplan (systemd-networkd): root-only, SSID and PSK.
+    const netplan = await board.ssh("for f in /etc/netplan/*; do stat -c '%a %U %n' \"$f\"; done", { user: "root" });
+    const netplanFiles = netplan.stdout.trim().split("\n").map((l) => l.split(" ")) as [string, string, string][];
+    expect(netplanFiles.length).toBeGreaterThan(0);
+    for (const [mode, owner, path] of netplanFiles) expect({ path, mode, owner }).toEqual({ path, mode: "600", owner: "root" });
+    const wifiDocs: any[] = [];
+    for (const [, , path] of netplanFiles) {
+      const doc = parseYaml((await board.ssh(`cat ${path}`, { user: "root" })).stdout) as any;
+      if (doc?.network?.wifis) wifiDocs.push(doc.network.wifis);
+    }
+    expect(wifiDocs).toHaveLength(1);
+    // netplan's API (which cloud-init writes through) spells `password:` out as `auth:`.
+    const ap = wifiDocs[0].wlan0?.["access-points"]?.[SECRETS.wifiSsid];
+    if (!ap?.auth) console.error(`[customize e2e] rendered wlan0: ${JSON.stringify(Object.keys(wifiDocs[0].wlan0 ?? {}))}, access points ${JSON.stringify(Object.keys(wifiDocs[0].wlan0?.["access-points"] ?? {}))}`);
+    expect(ap.auth).toEqual({ "key-management": "psk", password: psk });
+    expect(wifiDocs[0].wlan0["regulatory-domain"]).toBe(SECRETS.wifiCountry);
+    // The plaintext passphrase nowhere in the network config, rendered or seed (pattern on stdin).
+    const plain = await board.ssh("grep -rlsF -f - /etc/netplan /run/netplan /run/systemd/network /boot/firmware; echo grep-done", {
+      user: "root",
+      stdin: `${SECRETS.wifiPassword}\n`,
+    });
+    expect(plain.stdout.trim()).toBe("grep-done");
+    // ...and in use: wpa_supplicant runs on wlan0 (the image's simulated radio) from netplan's
+    // root-only file with the PSK.
+    const wpa = (await board.ssh(`systemctl is-active netplan-wpa-wlan0.service; stat -c '%a %U' /run/netplan/wpa-wlan0.conf; grep -cE '^[[:space:]]*psk=${psk}$' /run/netplan/wpa-wlan0.conf`, { user: "root", check: false })).stdout.trim().split("\n");
+    expect(wpa).toEqual(["active", "600 root", "1"]);
+    const rendered = await board.ssh("stat -c '%a %n' /run/netplan/* 2>&1; ls /run/systemd/network 2>&1; networkctl list --no-legend 2>&1; true", { user: "root" });
     expect((await board.ssh("cat /proc/sys/kernel/random/boot_id")).stdout.trim()).toBe(bootId);
 
     console.log(
@@ -283,6 +320,7 @@ describe("first-boot customization", () => {
         patchBytes: f.patchBytes,
         networkConfigMode: modeLine,
         bootMount: mountOpts,
+        netplan: JSON.stringify(netplan.stdout.trim()),
         renderedNetwork: JSON.stringify(rendered.stdout.trim()),
         recoverable: JSON.stringify(status.recoverable_errors),
       })}\n  sudo -l: ${sudoers.trim().split("\n").slice(-3).join(" | ")}`,
