@@ -13,6 +13,7 @@ export default defineCommand({
     ...targetArgs,
     yes: { type: "boolean", alias: "y", description: "Do not ask for the confirmation phrase (scripts)" },
     verify: { type: "boolean", default: true, description: "Read every byte back before the reboot (--no-verify to skip)" },
+    record: { type: "boolean", default: true, description: "Leave flash-live.txt (image, sha256, verify result) on the new boot partition (--no-record: image bytes only)" },
   },
   async run({ args, rawArgs }) {
     const local = Boolean(args.local);

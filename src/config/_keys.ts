@@ -26,6 +26,8 @@ export const KEY_KINDS = {
   services: "list",
   plugins: "list",
   verify: "boolean",
+  record: "boolean",
+  transport: ["auto", "as-is", "gzip", "raw"],
   bmap: "boolean",
   bmapFile: "string",
   acceptNewHostKey: "boolean",

@@ -36,6 +36,8 @@ export const FLASH_LIVE_DEFAULTS: Readonly<FlashLiveConfig> = Object.freeze({
   mode: "auto",
   customizeWith: "auto",
   verify: true,
+  record: true,
+  transport: "auto",
   bmap: true,
   keepHostKeys: false,
   acceptNewHostKey: false,

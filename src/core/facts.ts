@@ -38,6 +38,8 @@ export interface TargetFacts {
   user: string;
   sudo: "root" | "ok" | "password" | "missing";
   arch: string;
+  /** Online CPUs (1 when unknown): on one CPU, SSH decryption and decompression take turns. */
+  cpus: number;
   kernel: string;
   hostname: string;
   bootId: string;
@@ -115,6 +117,7 @@ export function parseFacts(text: string): TargetFacts {
     user: get("user"),
     sudo: (get("sudo") || "missing") as TargetFacts["sudo"],
     arch: get("arch"),
+    cpus: Math.max(1, Number(get("cpus")) || 1),
     kernel: get("kernel"),
     hostname: get("hostname"),
     bootId: get("boot_id"),

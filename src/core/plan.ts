@@ -1,6 +1,7 @@
 import type { FlashMode } from "../config/schema.ts";
 import { formatBytes, type ImageFormat } from "../image/source.ts";
 import type { BlockDev, TargetFacts } from "./facts.ts";
+import { boardCodecOf, type TransportName } from "./transport.ts";
 
 /** What the board decompresses while writing. Chosen from what the board's busybox decodes fast. */
 export type BoardCodec = "xz" | "gz" | "bz2" | "raw";
@@ -15,6 +16,12 @@ export interface PlanInput {
   servicePatterns: string[];
   /** Set by the test harness (src/core/safety.ts): only a QEMU test board may be written. */
   harness?: boolean;
+  /** How the image travels (default: as it is; zstd, which the board cannot decode, as gzip -1). */
+  transport?: TransportName;
+  /** Why that transport (shown with the plan). */
+  transportReason?: string;
+  /** gzip -1 bytes per raw byte, when measured on a sample (for the /dev/shm estimate). */
+  gzipRatio?: number;
 }
 
 export interface Plan {
@@ -24,8 +31,10 @@ export interface Plan {
   rootDevice?: BlockDev;
   /** What travels to the board and how the board decodes it. */
   codec: BoardCodec;
-  /** The sending side re-encodes (zstd: busybox cannot decode it) instead of sending the file as is. */
+  /** The sending side decodes the file and sends gzip -1 or raw bytes instead of the file as is. */
   transcode: boolean;
+  transport: TransportName;
+  transportReason: string;
   /** Bytes the ramfs copy will take in /dev/shm (an estimate when transcoding). */
   stagedBytes: number;
   /** Units to stop, resolved from the patterns against the board's active units. */
@@ -77,12 +86,20 @@ export function planFlash(input: PlanInput): Plan {
   }
   if (disk?.readOnly) refusals.push(`/dev/${disk.name} is read-only (write-protect switch or eMMC boot lock?)`);
 
-  // Codec: the board decompresses what its (our) busybox decodes; zstd is re-encoded as gzip -1 on
-  // the sending side (busybox has no zstd decoder).
-  const codec: BoardCodec = ({ xz: "xz", gzip: "gz", bzip2: "bz2", raw: "raw", zstd: "gz" } as const)[image.format];
-  const transcode = image.format === "zstd";
-  // A gzip -1 of a disk image is typically somewhat larger than its zstd: estimate 1.3x, never more than raw.
-  const stagedBytes = transcode ? Math.min(image.rawSize, Math.ceil(image.fileSize * 1.3)) : image.fileSize;
+  // Transport: the board decompresses what its (our) busybox decodes; zstd is re-encoded as gzip -1
+  // on the sending side (busybox has no zstd decoder) unless measurement or --transport says otherwise.
+  let transport: TransportName = input.transport ?? (image.format === "zstd" ? "gzip" : "as-is");
+  let transportReason = input.transportReason ?? (input.transport ? "asked for (--transport)" : image.format === "zstd" ? "the board's busybox has no zstd decoder" : "the file as it is");
+  if (transport === "raw" && image.format === "raw") transport = "as-is";
+  if (transport === "as-is" && image.format === "zstd") {
+    transport = "gzip";
+    transportReason = "the board's busybox has no zstd decoder: re-encoded as gzip -1";
+  }
+  const codec: BoardCodec = boardCodecOf(image.format, transport)!;
+  const transcode = transport !== "as-is";
+  // gzip -1 of a disk image: the sample's ratio when measured, else about 1.3x a zstd/xz file; never more than raw.
+  const stagedBytes =
+    transport === "raw" ? image.rawSize : transport === "gzip" ? Math.min(image.rawSize, Math.ceil(input.gzipRatio !== undefined ? image.rawSize * input.gzipRatio * 1.1 : image.fileSize * 1.3)) : image.fileSize;
   const fitsShm = facts.shmAvail >= stagedBytes + SHM_MARGIN;
   const shmNumbers = `${formatBytes(stagedBytes)} + ${formatBytes(SHM_MARGIN)} margin needed, ${formatBytes(facts.shmAvail)} free in /dev/shm`;
   const imageOnTargetDisk = input.local && facts.imageDev !== undefined && isOnDisk(facts, facts.imageDev);
@@ -121,7 +138,7 @@ export function planFlash(input: PlanInput): Plan {
   if (hasImage && mode === "stream" && input.local && imageOnTargetDisk) {
     refusals.push(`local stream mode reads the image during the write, but ${image.path} is on the disk being flashed (/dev/${disk?.name}). Put it on another disk (a USB stick), or use --ramfs`);
   }
-  if (mode === "stream" && input.local && transcode) {
+  if (mode === "stream" && input.local && image.format === "zstd") {
     refusals.push("local stream mode cannot write a zstd image: the board's busybox has no zstd decoder and nothing from the old root may run during the write. Use --ramfs (flash-live re-encodes it into RAM first) or decompress it to .img/.img.gz first");
   }
   if (mode === "stream" && !input.local) notes.push("stream mode: if the connection breaks during the write, the board is left with a partial image and needs a re-flash by other means");
@@ -148,6 +165,8 @@ export function planFlash(input: PlanInput): Plan {
     rootDevice: root.device,
     codec,
     transcode,
+    transport,
+    transportReason,
     stagedBytes,
     units,
     roMounts,

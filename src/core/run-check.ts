@@ -5,9 +5,10 @@ import { loadPlugins, registerPlugins } from "../plugins/load-plugins.ts";
 import type { Target } from "../target/types.ts";
 import { connectTarget, isInteractive } from "./connect.ts";
 import type { FlashContext } from "./context.ts";
-import { prepareCustomizationFor, resolveCustomizationFor } from "./customize-step.ts";
+import { prepareBootFor, resolveCustomizationFor } from "./customize-step.ts";
 import type { ConfOrigins } from "../config/seed-conf.ts";
 import { createFlashHooks } from "./hooks.ts";
+import { RECORD_FILE } from "./record.ts";
 
 export interface CheckRequest {
   local: boolean;
@@ -55,9 +56,20 @@ export interface CheckReport {
     fitsDisk?: boolean;
     /** The block map in use (only its ranges are written). */
     bmap?: { path: string; mappedBytes: number };
+    /** Where the flash record would go, or why there would be none. */
+    record?: string;
     customization?: { mechanism: string; summary: string; patchBytes: number };
   };
-  plan?: { mode: "ramfs" | "stream"; reason: string; codec: string; transcode: boolean };
+  plan?: {
+    mode: "ramfs" | "stream";
+    reason: string;
+    codec: string;
+    transcode: boolean;
+    transport: string;
+    transportReason: string;
+    /** The preflight's measurement: rates in bytes/s, and each transport's predicted seconds. */
+    measured?: { rates: import("./transport.ts").Rates; estimates: import("./transport.ts").TransportEstimate[] };
+  };
 }
 
 /** Every preflight of `flash`, changing nothing on the board. */
@@ -86,7 +98,9 @@ export async function check(req: CheckRequest): Promise<CheckReport> {
         imagePath: req.imagePath,
         bmap: req.config.bmap,
         bmapFile: req.config.bmapFile,
-        customize: (c, image) => prepareCustomizationFor(c, image, req.config, resolved),
+        record: req.config.record ?? true,
+        transport: req.config.transport,
+        prepareBoot: (c, image, record) => prepareBootFor(c, image, req.config, resolved, record),
       },
       ctx,
       (_name, fn) => fn(),
@@ -136,11 +150,20 @@ export async function check(req: CheckRequest): Promise<CheckReport> {
         sha256: pf.scan?.sha256,
         fitsDisk: disk ? (pf.scan?.rawSize ?? pf.image.rawSizeHint ?? 0) <= disk.sizeBytes : undefined,
         bmap: pf.bmap ? { path: pf.bmap.path, mappedBytes: pf.bmap.mappedBytes } : undefined,
-        customization: pf.custom
-          ? { mechanism: pf.custom.mechanism, summary: pf.custom.summary, patchBytes: pf.custom.extents.reduce((a, e) => a + e.data.length, 0) }
+        customization: pf.boot?.customization
+          ? { mechanism: pf.boot.customization.mechanism, summary: pf.boot.customization.summary, patchBytes: pf.boot.extents.reduce((a, e) => a + e.data.length, 0) }
           : undefined,
+        record: pf.boot?.record ? `${RECORD_FILE} on the new boot partition` : req.config.record === false ? "no (--no-record)" : `none: ${pf.boot?.noRecord ?? "?"}`,
       };
-      report.plan = { mode: plan.mode, reason: plan.modeReason, codec: plan.codec, transcode: plan.transcode };
+      report.plan = {
+        mode: plan.mode,
+        reason: plan.modeReason,
+        codec: plan.codec,
+        transcode: plan.transcode,
+        transport: plan.transport,
+        transportReason: plan.transportReason,
+        measured: pf.transport,
+      };
     }
     return report;
   } finally {
@@ -171,10 +194,14 @@ export function formatCheck(r: CheckReport): string {
     add("  format", `${i.format}, ${formatBytes(i.fileSize)}${i.rawSize !== undefined ? ` -> ${formatBytes(i.rawSize)} raw` : ""}`);
     if (i.sha256) add("  sha256", i.sha256);
     if (i.fitsDisk !== undefined) add("  fits disk", i.fitsDisk ? "yes" : "NO");
+    add("  record", i.record);
     if (i.bmap) add("  bmap", `${i.bmap.path}: ${formatBytes(i.bmap.mappedBytes)} mapped: only that is written`);
     add("  customize", i.customization ? `${i.customization.mechanism}: ${i.customization.summary} (${formatBytes(i.customization.patchBytes)} of sectors)` : "no");
   }
-  if (r.plan) add("mode", `${r.plan.mode}: ${r.plan.reason}; sent as ${r.plan.codec}${r.plan.transcode ? " (re-encoded)" : ""}`);
+  if (r.plan) {
+    add("mode", `${r.plan.mode}: ${r.plan.reason}`);
+    add("transport", `${r.plan.transport}, ${r.plan.codec} on the wire: ${r.plan.transportReason}`);
+  }
   const w = Math.max(...rows.map(([k]) => k.length));
   const lines = rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`);
   for (const n of r.notes) lines.push(`note: ${n}`);

@@ -8,7 +8,8 @@ import { formatBytes } from "../image/source.ts";
 import { connectTarget, isInteractive } from "./connect.ts";
 import { createFlashHooks } from "./hooks.ts";
 import { fmtDuration } from "./progress.ts";
-import { prepareCustomizationFor, resolveCustomizationFor } from "./customize-step.ts";
+import { prepareBootFor, resolveCustomizationFor } from "./customize-step.ts";
+import pkg from "../../package.json" with { type: "json" };
 import type { ConfOrigins } from "../config/seed-conf.ts";
 
 export interface FlashRequest {
@@ -54,7 +55,10 @@ export async function flash(req: FlashRequest): Promise<FlashResult> {
       verify: req.config.verify ?? true,
       bmap: req.config.bmap,
       bmapFile: req.config.bmapFile,
-      customize: (ctx, image) => prepareCustomizationFor(ctx, image, req.config, resolved),
+      record: req.config.record ?? true,
+      transport: req.config.transport,
+      version: pkg.version,
+      prepareBoot: (ctx, image, record) => prepareBootFor(ctx, image, req.config, resolved, record),
       reconnect: req.local ? undefined : (user) => connectTarget({ ...req, interactive, afterFlash: true, user }),
       newUser: req.config.user,
       confirm: async (question, phrase) => {

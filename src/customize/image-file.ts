@@ -45,11 +45,30 @@ export async function prepareFromImageStream(
   resolved: ResolvedCustomization,
   opts: PrepareOptions = {},
 ): Promise<PreparedCustomization> {
+  const edit = await prepareBootEdit(stream, resolved, opts);
+  if (!edit) refuseNoBootPartition();
+  return edit as PreparedCustomization;
+}
+
+/** A boot partition edit: the customization (when `resolved`), plus opts.extraFiles. */
+export interface BootEdit extends Omit<PreparedCustomization, "choice"> {
+  choice?: MechanismChoice;
+}
+
+/**
+ * prepareFromImageStream, with the customization optional: the edit may hold only `extraFiles` (the
+ * flash record). Undefined when the image has no FAT boot partition.
+ */
+export async function prepareBootEdit(
+  stream: AsyncIterable<Uint8Array>,
+  resolved: ResolvedCustomization | undefined,
+  opts: PrepareOptions & { extraFiles?: readonly BootFile[] } = {},
+): Promise<BootEdit | undefined> {
   const reader = byteReader(stream);
   const head = await reader.take(IMAGE_HEAD_BYTES);
   const layout = await locateBootPartition(head, { probes: opts.probes });
   const boot = layout.boot;
-  if (!boot) refuseNoBootPartition();
+  if (!boot) return undefined;
   const part = new SparseBytes(boot.size);
   // The head may already hold the partition's start.
   if (boot.start < head.length) part.append(head.subarray(boot.start, Math.min(head.length, boot.start + boot.size)));
@@ -63,11 +82,19 @@ export async function prepareFromImageStream(
   }
   part.finish();
   const inspection = await inspectBootPartition(part);
-  const choice = chooseMechanism(inspection, opts.customizeWith);
-  const payloads = buildPayloads(resolved, { mechanism: choice.mechanism, inspection, hostKeys: opts.hostKeys, bootDir: opts.bootDir });
-  await opts.onPayloads?.(payloads.files);
-  const patch = await prepareBootPatch(part, payloads.files, { cmdlineAppend: payloads.cmdlineAppend }, boot.start);
-  return { layout, inspection, choice, files: payloads.files, cmdlineAppend: payloads.cmdlineAppend, patch };
+  let files: BootFile[] = [];
+  let cmdlineAppend: string | undefined;
+  let choice: MechanismChoice | undefined;
+  if (resolved) {
+    choice = chooseMechanism(inspection, opts.customizeWith);
+    const payloads = buildPayloads(resolved, { mechanism: choice.mechanism, inspection, hostKeys: opts.hostKeys, bootDir: opts.bootDir });
+    await opts.onPayloads?.(payloads.files);
+    files = payloads.files;
+    cmdlineAppend = payloads.cmdlineAppend;
+  }
+  const all = [...files, ...(opts.extraFiles ?? [])];
+  const patch = await prepareBootPatch(part, all, { cmdlineAppend }, boot.start);
+  return { layout, inspection, choice, files, cmdlineAppend, patch };
 }
 
 export interface CustomizeImageFileOptions extends PrepareOptions {

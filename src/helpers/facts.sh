@@ -15,6 +15,7 @@ elif sudo -n true >/dev/null 2>&1; then kv sudo ok
 else kv sudo password
 fi
 kv arch "$(uname -m)"
+kv cpus "$(grep -c '^processor' /proc/cpuinfo 2>/dev/null || echo 1)"
 kv kernel "$(uname -r)"
 kv hostname "$(cat /proc/sys/kernel/hostname 2>/dev/null || hostname)"
 kv boot_id "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)"

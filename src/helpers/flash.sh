@@ -16,6 +16,9 @@
 #   --patch FILE        sector patch index: "disk_offset length data_offset" lines; data in FILE.bin
 #   --verify FILE       ranges to read back: "offset length md5" lines
 #   --ranges FILE       block map: write only these "offset length" ranges (sorted) of the image
+#   --record OFFSET     after the verify, write the flash record (WORK/record + the result, padded
+#                       with WORK/record.pad) into the 512-byte sector at OFFSET (its placeholder is
+#                       in the patch)
 #   --no-reboot         test hook: stop before the reboot (only used by unit tests of this script)
 #   --on-fail reboot|halt  what to do when verification still fails (default reboot)
 #
@@ -70,7 +73,7 @@ if [ "$cmd" = detach ]; then
   "$BB" setsid "$BB" sh "$0" run "$WORK" "$@" > "$LOG" 2>&1 < /dev/null &
   exec "$BB" tail -n +1 -f "$LOG"
 fi
-DISK="" CODEC=raw SOURCE="-" SIZE="" UNITS="" PATCH="" VERIFY="" RANGES="" REBOOT=1 ONFAIL=reboot
+DISK="" CODEC=raw SOURCE="-" SIZE="" UNITS="" PATCH="" VERIFY="" RANGES="" RECORD="" REBOOT=1 ONFAIL=reboot
 RO_LIST="" FREEZE_LIST=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -86,6 +89,7 @@ $2"; shift ;;
     --patch) PATCH=$2; shift ;;
     --verify) VERIFY=$2; shift ;;
     --ranges) RANGES=$2; shift ;;
+    --record) RECORD=$2; shift ;;
     --no-reboot) REBOOT=0 ;;
     --on-fail) ONFAIL=$2; shift ;;
     *) at "error unknown option $1"; exit 2 ;;
@@ -94,6 +98,10 @@ $2"; shift ;;
 done
 [ -b "$DISK" ] || { at "error $DISK is not a block device"; exit 2; }
 case "$SIZE" in '' | *[!0-9]*) at "error --size must be a byte count"; exit 2 ;; esac
+case "$RECORD" in *[!0-9]*) at "error --record must be a byte offset"; exit 2 ;; esac
+if [ -n "$RECORD" ] && { [ $((RECORD % 512)) != 0 ] || [ ! -s "$WORK/record" ] || [ ! -s "$WORK/record.pad" ]; }; then
+  at "error --record needs a sector offset and WORK/record, WORK/record.pad"; exit 2
+fi
 DEC=$(decompressor "$CODEC") || { at "error unknown codec $CODEC"; exit 2; }
 
 [ "$cmd" = run ] || { at "error unknown command $cmd"; exit 2; }
@@ -159,6 +167,7 @@ done
 # ---- point of no return --------------------------------------------------------------------------
 at "phase write"
 committed=1
+t_write=$("$BB" date +%s)
 echo "$FREEZE_LIST" | while IFS= read -r mp; do
   [ -n "$mp" ] || continue
   "$BB" fsfreeze --freeze "$mp" 2>/dev/null || echo "warning: could not freeze $mp"
@@ -254,6 +263,7 @@ verify_all() { # prints the bad ranges, one per line
     if [ "$got" != "$want" ]; then echo "$off $len $want"; fi
   done < "$1"
 }
+t_written=$("$BB" date +%s)
 verify_result=skipped
 if [ -n "$VERIFY" ]; then
   at "phase verify"
@@ -276,6 +286,7 @@ if [ -n "$VERIFY" ]; then
     [ -n "$PATCH" ] && apply_extents "$PATCH" "$PATCH.bin"
     "$BB" blockdev --flushbufs "$DISK"
     at "repaired"
+    repaired=1
     bad=$(verify_all "$VERIFY")
   fi
   if [ -n "$bad" ]; then
@@ -284,7 +295,30 @@ if [ -n "$VERIFY" ]; then
     echo "flash-live: VERIFICATION FAILED: the disk does not hold the image. Bad ranges: $bad" > /dev/console 2>/dev/null
   else
     verify_result=ok
+    [ "${repaired:-0}" = 1 ] && verify_result=repaired
     at "verify-ok"
+  fi
+fi
+t_verified=$("$BB" date +%s)
+
+# The record: what the sending side knew, plus what happened here. One sector, written last; it
+# is not part of the read-back (it did not exist yet), so it is read back on its own.
+if [ -n "$RECORD" ]; then
+  {
+    "$BB" cat "$WORK/record"
+    echo "verify=$verify_result"
+    [ -n "${bad:-}" ] && echo "bad-ranges=$(echo "$bad" | "$BB" awk '{printf "%s+%s ", $1, $2}' | "$BB" head -c 40)"
+    echo "write-seconds=$((t_written - t_write))"
+    echo "verify-seconds=$((t_verified - t_written))"
+    echo "finished=$("$BB" date -u +%Y-%m-%dT%H:%M:%SZ)"
+    "$BB" cat "$WORK/record.pad"
+  } | "$BB" dd of="$DISK" bs=512 count=1 seek=$((RECORD / 512)) iflag=fullblock conv=notrunc,fsync 2>/dev/null
+  "$BB" blockdev --flushbufs "$DISK"
+  echo 3 > /proc/sys/vm/drop_caches 2>/dev/null
+  if "$BB" dd if="$DISK" bs=512 count=1 skip=$((RECORD / 512)) 2>/dev/null | "$BB" grep -q "^verify=$verify_result\$"; then
+    at "record-written $RECORD"
+  else
+    at "record-failed the record sector at $RECORD did not read back"
   fi
 fi
 

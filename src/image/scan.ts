@@ -24,6 +24,39 @@ export interface ImageScan {
   md5: string;
   /** Read-back ranges of the expected disk content. */
   ranges: VerifyRange[];
+  /** Raw slices spread over the image (opts.sample), for measuring transports. */
+  sample?: Uint8Array;
+  /** Seconds the scan took (decoding + hashing): this side's decode rate, at least. */
+  seconds: number;
+}
+
+/** Slices of the raw stream at `stride` intervals, up to `max` bytes in all. */
+class Sampler {
+  private parts: Uint8Array[] = [];
+  private have = 0;
+  constructor(
+    private readonly stride: number,
+    private readonly slice: number,
+    private readonly max: number,
+  ) {}
+  feed(chunk: Uint8Array, pos: number): void {
+    let at = pos;
+    const end = pos + chunk.length;
+    while (at < end && this.have < this.max) {
+      const into = at % this.stride;
+      if (into >= this.slice) {
+        at += this.stride - into;
+        continue;
+      }
+      const take = Math.min(end - at, this.slice - into, this.max - this.have);
+      this.parts.push(chunk.slice(at - pos, at - pos + take));
+      this.have += take;
+      at += take;
+    }
+  }
+  bytes(): Uint8Array {
+    return Buffer.concat(this.parts);
+  }
 }
 
 /** Hashes of the parts of a byte stream that fall in sorted, non-overlapping pieces. */
@@ -86,9 +119,16 @@ export async function scanImage(
     extents?: Extent[];
     regions?: { offset: number; length: number }[];
     bmap?: Bmap;
+    /** Keep a sample of this many raw bytes in 1 MiB slices spread over the image (size hint: its raw size if known). */
+    sample?: { bytes: number; sizeHint?: number };
     onProgress?: (bytes: number) => void;
   } = {},
 ): Promise<ImageScan> {
+  const t0 = performance.now();
+  const SLICE = 1 << 20;
+  const sampler = opts.sample
+    ? new Sampler(Math.max(SLICE, Math.floor((opts.sample.sizeHint ?? 8 * opts.sample.bytes * 8) / (opts.sample.bytes / SLICE) / SLICE) * SLICE), SLICE, opts.sample.bytes)
+    : undefined;
   const rangeSize = opts.rangeSize ?? 64 << 20;
   const extents = [...(opts.extents ?? [])].sort((a, b) => a.offset - b.offset);
   const sha = new Bun.CryptoHasher("sha256");
@@ -105,6 +145,7 @@ export async function scanImage(
   for await (const c of rawStream(info) as AsyncIterable<Buffer>) {
     sha.update(c);
     md5.update(c);
+    sampler?.feed(c, pos);
     bmapCheck?.feed(c, pos);
     let chunk: Uint8Array = c;
     const end = pos + c.length;
@@ -163,5 +204,5 @@ export async function scanImage(
       }
     }
   }
-  return { rawSize: pos, sha256: sha.digest("hex"), md5: md5.digest("hex"), ranges };
+  return { rawSize: pos, sha256: sha.digest("hex"), md5: md5.digest("hex"), ranges, sample: sampler?.bytes(), seconds: (performance.now() - t0) / 1000 };
 }

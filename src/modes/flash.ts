@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
+import { hostname } from "node:os";
 import { PassThrough, type Readable, Transform } from "node:stream";
 import zlib from "node:zlib";
 import { consola } from "consola";
@@ -9,10 +10,12 @@ import type { FlashMode } from "../config/schema.ts";
 import type { FlashContext } from "../core/context.ts";
 import { gatherFacts, type TargetFacts } from "../core/facts.ts";
 import type { FlashHookable } from "../core/hooks.ts";
-import { type Plan, planFlash } from "../core/plan.ts";
+import { type Plan, planFlash, SHM_MARGIN } from "../core/plan.ts";
+import { estimateTransports, measureRates, pickTransport, type Rates, type TransportEstimate, type TransportName, type TransportSetting } from "../core/transport.ts";
 import { createProgress, fmtDuration } from "../core/progress.ts";
 import { faultScript, isHarness, patchDumpPath } from "../core/safety.ts";
-import type { PreparedCustomization } from "../core/customize-step.ts";
+import type { PreparedBoot } from "../core/customize-step.ts";
+import { parseRecord, RECORD_FILE, recordHeadText, recordPadding } from "../core/record.ts";
 import { RemoteCommandError, UserError } from "../errors.ts";
 import { type Bmap, findBmap, loadBmap, mergeRegions } from "../image/bmap.ts";
 import { type ImageScan, scanImage } from "../image/scan.ts";
@@ -38,8 +41,17 @@ export interface FlashOptions {
   bmapFile?: string;
   /** What to do when read-back verification fails even after a repair: reboot (default) or halt. */
   onVerifyFail?: "reboot" | "halt";
-  /** Builds the customization once the image head and the facts are known (undefined: plain flash). */
-  customize?: (ctx: FlashContext, image: ImageInfo) => Promise<PreparedCustomization | undefined>;
+  /** Leave the flash record (flash-live.txt) on the new boot partition. */
+  record?: boolean;
+  /** How the image travels (remote): measured (auto, the default) or as asked. */
+  transport?: TransportSetting;
+  /** flash-live's version, for the record. */
+  version?: string;
+  /**
+   * Builds the boot partition edit (the customization, the record's placeholder) once the image head
+   * and the facts are known; undefined: the image alone is written.
+   */
+  prepareBoot?: (ctx: FlashContext, image: ImageInfo, record: { flashId: string } | undefined) => Promise<PreparedBoot | undefined>;
   /** Log in to the board again after the reboot; `user` overrides the login user. */
   reconnect?: (user?: string) => Promise<Target>;
   /** The user the customization creates (user=): after the reboot it may be the only way in. */
@@ -60,6 +72,8 @@ export interface FlashResult {
   bytesSent: number;
   rebooted: boolean;
   after?: { bootId: string; hostname: string; os?: string; user?: string };
+  /** The flash record as read back from the booted board (remote), its key=value lines. */
+  record?: Record<string, string>;
   timings: Record<string, number>;
   warnings: string[];
 }
@@ -68,16 +82,21 @@ const PHASES = ["facts", "plan", "confirm", "stage", "handoff", "wait"] as const
 export type Phase = (typeof PHASES)[number];
 type PhaseRunner = <T>(name: Phase, fn: () => Promise<T>) => Promise<T>;
 
-export type PreflightOptions = Pick<FlashOptions, "target" | "local" | "mode" | "hooks" | "services" | "customize" | "bmap" | "bmapFile"> & { imagePath?: string };
+export type PreflightOptions = Pick<FlashOptions, "target" | "local" | "mode" | "hooks" | "services" | "prepareBoot" | "bmap" | "bmapFile" | "record" | "transport"> & { imagePath?: string };
 
 export interface Preflight {
   facts: TargetFacts;
   image?: ImageInfo;
   scan?: ImageScan;
   plan: Plan;
-  custom?: PreparedCustomization;
+  /** The boot partition edit: customization and/or the record's placeholder. */
+  boot?: PreparedBoot;
+  /** This flash's id (in the record). */
+  flashId: string;
   /** The block map in use: only its ranges (and the customization's) are written and read back. */
   bmap?: Bmap;
+  /** The transport measurement, when one ran. */
+  transport?: { rates: Rates; estimates: TransportEstimate[] };
 }
 
 /**
@@ -97,8 +116,13 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
   return phase("plan", async () => {
     const services = [...o.services];
     await o.hooks.callHook("services:resolve", ctx, services);
-    const plan = (img?: { rawSize: number }) =>
+    const asked = o.local ? undefined : o.transport && o.transport !== "auto" ? o.transport : undefined;
+    if (o.local && o.transport && o.transport !== "auto") ctx.warnings.push("--transport applies to remote flashes; a local flash reads the file as it is");
+    const plan = (img?: { rawSize: number }, t?: { transport: TransportName; reason: string; gzipRatio?: number }) =>
       planFlash({
+        transport: t?.transport ?? asked,
+        transportReason: t?.reason,
+        gzipRatio: t?.gzipRatio,
         facts,
         image: image && img ? { path: image.path, format: image.format, fileSize: image.fileSize, rawSize: img.rawSize } : undefined,
         local: o.local,
@@ -106,22 +130,51 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
         servicePatterns: services,
         harness: isHarness(),
       });
-    if (!image) return { facts, plan: (ctx.plan = plan()) };
+    const flashId = randomBytes(8).toString("hex");
+    if (!image) return { facts, flashId, plan: (ctx.plan = plan()) };
     // Refuse an image that cannot fit before reading all of it, when its size is known cheaply.
     if (image.rawSizeHint !== undefined) {
       const quick = plan({ rawSize: image.rawSizeHint });
-      if (quick.refusals.length) return { facts, image, plan: (ctx.plan = quick) };
+      if (quick.refusals.length) return { facts, image, flashId, plan: (ctx.plan = quick) };
     }
     const bmapPath = o.bmapFile ?? (o.bmap === false ? undefined : findBmap(image.path));
     const bmap = bmapPath ? loadBmap(bmapPath) : undefined;
     if (bmap && image.rawSizeHint !== undefined && bmap.imageSize !== image.rawSizeHint) {
       throw new UserError(`The block map ${bmap.path} is for an image of ${bmap.imageSize} bytes; ${image.path} holds ${image.rawSizeHint}.`, "Use the .bmap made for this image, or flash without it (--no-bmap).");
     }
-    const custom = o.customize ? await o.customize(ctx, image) : undefined;
-    // With a block map, the disk gets its ranges plus the customization's sectors, nothing else.
-    const regions = bmap ? mergeRegions([...bmap.ranges, ...(custom?.extents ?? []).map((e) => ({ offset: e.offset, length: e.data.length }))]) : undefined;
-    const scan = await scanImage(image, { extents: custom?.extents, regions, bmap, onProgress: (n) => onScan?.(n, image.rawSizeHint) });
-    return { facts, image, scan, custom, bmap, plan: (ctx.plan = plan(scan)) };
+    const boot = o.prepareBoot ? await o.prepareBoot(ctx, image, o.record === false ? undefined : { flashId }) : undefined;
+    if (boot?.noRecord) ctx.warnings.push(`no flash record on the new boot partition: ${boot.noRecord}`);
+    // With a block map, the disk gets its ranges plus the boot partition edit's sectors, nothing else.
+    const regions = bmap ? mergeRegions([...bmap.ranges, ...(boot?.extents ?? []).map((e) => ({ offset: e.offset, length: e.data.length }))]) : undefined;
+    const measure = !o.local && !asked;
+    const scan = await scanImage(image, {
+      extents: boot?.extents,
+      regions,
+      bmap,
+      sample: measure ? { bytes: 8 << 20, sizeHint: image.rawSizeHint } : undefined,
+      onProgress: (n) => onScan?.(n, image.rawSizeHint),
+    });
+    let planned = plan(scan);
+    let transport: Preflight["transport"];
+    if (measure && scan.sample && planned.refusals.length === 0) {
+      try {
+        const rates = await measureRates(o.target, facts.arch, facts.cpus, image.format, {
+          bytes: scan.sample,
+          fileRatio: image.fileSize / scan.rawSize,
+          hostDecodeRate: scan.rawSize / Math.max(scan.seconds, 0.001),
+        });
+        const estimates = estimateTransports(
+          { mode: planned.mode, format: image.format, fileSize: image.fileSize, rawSize: scan.rawSize, shmRoom: facts.shmAvail - SHM_MARGIN },
+          rates,
+        );
+        const pick = pickTransport(estimates, rates);
+        planned = plan(scan, { transport: pick.transport, reason: pick.reason, gzipRatio: rates.ratio.gzip });
+        transport = { rates, estimates };
+      } catch (e) {
+        ctx.warnings.push(`the transport was not measured (${e instanceof Error ? e.message : String(e)}); ${planned.transportReason}`);
+      }
+    }
+    return { facts, image, scan, boot, flashId, bmap, transport, plan: (ctx.plan = planned) };
   });
 }
 
@@ -139,7 +192,8 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
   };
 
   const progress = createProgress("checking image", undefined);
-  const { facts, image, scan, plan, custom, bmap } = await preflight(o, ctx, phase, (n) => progress.update(n));
+  const { facts, image, scan, plan, boot, bmap } = await preflight(o, ctx, phase, (n) => progress.update(n));
+  const custom = boot?.customization;
   // Bytes the helper writes from the image: the mapped ranges with a block map, else all of it.
   const imageBytes = bmap ? bmap.mappedBytes : scan?.rawSize ?? 0;
   if (scan) progress.finish(`image ok: ${formatBytes(scan.rawSize)} raw, sha256 ${scan.sha256.slice(0, 16)}…`);
@@ -148,7 +202,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
 
   // ---- confirm --------------------------------------------------------------------------------------
   await phase("confirm", async () => {
-    const summary = describePlan(o, facts, plan, image, scan, custom, bmap);
+    const summary = describePlan(o, facts, plan, image, scan, boot, bmap);
     log.box(summary);
     for (const n of plan.notes) log.info(n);
     if (o.yes) return;
@@ -185,21 +239,40 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
       if (o.verify) {
         await t.put(`${work}/verify`, scan.ranges.map((r) => `${r.offset} ${r.length} ${r.md5}\n`).join(""), { mode: "0600", root: true });
       }
-      if (custom?.extents.length) {
-        const { index, data } = encodeExtents(custom.extents);
+      if (boot?.extents.length) {
+        const { index, data } = encodeExtents(boot.extents);
         const dump = patchDumpPath();
         if (dump) {
           await Bun.write(`${dump}.idx`, index);
           await Bun.write(`${dump}.bin`, data);
         }
+        if (dump && boot.record) await Bun.write(`${dump}.record`, `${boot.record.offset} ${boot.record.flashId}\n`);
         await t.put(`${work}/patch`, index, { mode: "0600", root: true });
         await t.put(`${work}/patch.bin`, data, { mode: "0600", root: true });
+      }
+      if (boot?.record) {
+        const head = recordHeadText({
+          flashId: boot.record.flashId,
+          version: o.version ?? "?",
+          image: image.path,
+          imageSha256: scan.sha256,
+          imageBytes: scan.rawSize,
+          writtenBytes: imageBytes,
+          disk: plan.diskPath,
+          mode: o.local ? `${plan.mode} (local)` : plan.mode,
+          sentAs: plan.codec,
+          customized: custom?.mechanism ?? "no",
+          from: o.local ? "this board (--local)" : hostname(),
+          started: new Date(),
+        });
+        await t.put(`${work}/record`, head, { mode: "0600", root: true });
+        await t.put(`${work}/record.pad`, recordPadding(), { mode: "0600", root: true });
       }
       if (plan.mode === "ramfs") {
         const dest = `${work}/image`;
         const src = boardSource(image, plan);
         const hasher = createHash("sha256");
-        const progress = createProgress(o.local ? "copying to RAM" : "sending", plan.transcode ? undefined : image.fileSize);
+        const progress = createProgress(o.local ? "copying to RAM" : "sending", plan.transport === "as-is" ? image.fileSize : plan.transport === "raw" ? scan.rawSize : undefined);
         let sent = 0;
         const counted = src.pipe(
           new Transform({
@@ -253,7 +326,8 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
     for (const m of plan.roMounts) args.push("--ro", m);
     for (const m of plan.freezeMounts) args.push("--freeze", m);
     if (o.verify) args.push("--verify", `${work}/verify`);
-    if (custom?.extents.length) args.push("--patch", `${work}/patch`);
+    if (boot?.extents.length) args.push("--patch", `${work}/patch`);
+    if (boot?.record) args.push("--record", String(boot.record.offset));
     if (bmap) args.push("--ranges", `${work}/ranges`);
     const detach = staged.source !== "-";
     const argv = [`${work}/busybox`, "sh", `${work}/flash.sh`, detach ? "detach" : "run", work, ...args];
@@ -291,6 +365,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
     );
   }
   if (outcome.error) ctx.warnings.push(outcome.error);
+  if (outcome.recordProblem) ctx.warnings.push(`flash record: ${outcome.recordProblem}`);
   const verified = outcome.verify;
   if (verified === "failed") {
     throw new UserError(
@@ -312,6 +387,8 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
       return waitForBoard(o.reconnect!, facts.bootId, log, custom ? o.newUser : undefined);
     });
   }
+  let record: FlashResult["record"];
+  if (after && boot?.record) record = await readRecordBack(o.reconnect!, after.user, boot.record.flashId, log, ctx.warnings);
   const res: FlashResult = {
     facts,
     plan,
@@ -321,6 +398,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
     bytesSent,
     rebooted: outcome.rebooting,
     after,
+    record,
     timings,
     warnings: ctx.warnings,
   };
@@ -367,7 +445,8 @@ interface Staged {
 
 /** The bytes that travel to the board: the file as is, or re-encoded when the board cannot decode it. */
 function boardSource(image: ImageInfo, plan: Plan): Readable {
-  if (!plan.transcode) return createReadStream(image.path, { highWaterMark: 4 << 20 });
+  if (plan.transport === "as-is") return createReadStream(image.path, { highWaterMark: 4 << 20 });
+  if (plan.transport === "raw") return rawStream(image);
   const gz = zlib.createGzip({ level: 1, chunkSize: 1 << 20 });
   const raw = rawStream(image);
   raw.on("error", (e) => gz.destroy(e));
@@ -393,6 +472,7 @@ interface HelperState {
   rebooting: boolean;
   verify: FlashResult["verified"];
   badRanges?: string;
+  recordProblem?: string;
   error?: string;
   exitCode?: number;
 }
@@ -436,6 +516,10 @@ function followHelper(stdout: Readable, total: number, log: typeof consola): { d
       case "verify-failed":
         state.verify = "failed";
         state.badRanges = arg;
+        break;
+      case "record-failed":
+        state.recordProblem = arg;
+        log.warn(`board: ${arg}`);
         break;
       case "error":
         state.error = arg;
@@ -534,21 +618,67 @@ export async function waitForBoard(
   throw new UserError(`The board did not come back within ${fmtDuration(timeoutMs / 1000)} (last error: ${lastErr}).`, "Check its console; the image was written and verified before the reboot.");
 }
 
+/**
+ * The record from the booted board's boot partition. Its flash-id proves the board runs the disk this
+ * flash wrote (not, say, another disk it booted from instead). A missing record is a warning: the
+ * image was verified before the reboot either way.
+ */
+async function readRecordBack(
+  reconnect: (user?: string) => Promise<Target>,
+  user: string | undefined,
+  flashId: string,
+  log: { success: (msg: string) => void },
+  warnings: string[],
+): Promise<Record<string, string> | undefined> {
+  const script = `for f in /boot/firmware/${RECORD_FILE} /boot/${RECORD_FILE}; do if [ -f "$f" ]; then echo "$f"; cat "$f"; exit 0; fi; done; exit 1`;
+  let t: Target | undefined;
+  try {
+    t = await reconnect(user);
+    // As root first (a boot partition may be mounted root-only), else as the login user.
+    let r = await t.exec(["sh", "-c", script], { root: true, check: false }).catch(() => undefined);
+    if (!r || r.code !== 0) r = await t.exec(["sh", "-c", script], { check: false });
+    if (r.code !== 0) {
+      warnings.push(`the flash record (${RECORD_FILE}) was not found on the board's mounted boot partition (/boot/firmware or /boot); is it mounted?`);
+      return undefined;
+    }
+    const nl = r.stdout.indexOf("\n");
+    const path = r.stdout.slice(0, nl);
+    const rec = parseRecord(r.stdout.slice(nl + 1));
+    if (rec["flash-id"] !== flashId) {
+      warnings.push(
+        `${path} on the board is not this flash's record (flash-id ${rec["flash-id"] ?? "missing"}, expected ${flashId}): the board may have booted from another disk than the one written.`,
+      );
+      return rec;
+    }
+    log.success(
+      `flash record on the board (${path}): verify ${rec.verify ?? "?"}, ${rec.image ?? "?"} sha256 ${(rec["image-sha256"] ?? "?").slice(0, 16)}…, written in ${rec["write-seconds"] ?? "?"} s, read back in ${rec["verify-seconds"] ?? "?"} s`,
+    );
+    return rec;
+  } catch (e) {
+    warnings.push(`could not read the flash record back: ${e instanceof Error ? e.message : String(e)}`);
+    return undefined;
+  } finally {
+    await t?.close().catch(() => {});
+  }
+}
+
 function refusal(t: Target, reasons: string[]): UserError {
   return new UserError(`Refusing to flash ${t.name}; nothing was changed:\n  - ${reasons.join("\n  - ")}`, undefined, 1);
 }
 
-function describePlan(o: FlashOptions, facts: TargetFacts, plan: Plan, image: ImageInfo, scan: ImageScan, custom?: PreparedCustomization, bmap?: Bmap): string {
+function describePlan(o: FlashOptions, facts: TargetFacts, plan: Plan, image: ImageInfo, scan: ImageScan, boot?: PreparedBoot, bmap?: Bmap): string {
+  const custom = boot?.customization;
   const lines = [
     `target     ${o.target.name}  (${facts.hostname}, ${facts.model ?? facts.arch}, ${facts.os ?? "?"})`,
     `disk       ${plan.diskPath}  ${formatBytes(plan.disk.sizeBytes)}${plan.disk.model ? `  ${plan.disk.model}` : ""}  (root on /dev/${plan.rootDevice?.name ?? "?"})`,
     `image      ${image.path}  ${image.format}, ${formatBytes(image.fileSize)} -> ${formatBytes(scan.rawSize)}`,
     `mode       ${plan.mode}${o.local ? " (local)" : ""}: ${plan.modeReason}`,
-    `sent as    ${plan.codec}${plan.transcode ? " (re-encoded on this side: the board has no zstd decoder)" : ""}`,
+    `sent as    ${plan.codec}${plan.transport === "gzip" ? " (gzip -1 made on this side)" : plan.transport === "raw" && image.format !== "raw" ? " (decompressed on this side)" : ""}: ${plan.transportReason}`,
     `stops      ${plan.units.length ? plan.units.join(", ") : "no services"}`,
     `customize  ${custom ? custom.summary : "no (plain flash)"}`,
     ...(bmap ? [`bmap       ${bmap.path}: ${formatBytes(bmap.mappedBytes)} of ${formatBytes(bmap.imageSize)} mapped; only those ranges are written (--no-bmap: all)`] : []),
     `verify     ${o.verify ? `read back every ${bmap ? "written " : ""}byte before the reboot` : "no (--no-verify)"}`,
+    `record     ${boot?.record ? `${RECORD_FILE} on the new boot partition (--no-record: none)` : o.record === false ? "no (--no-record)" : `none: ${boot?.noRecord ?? "no boot partition edit"}`}`,
   ];
   return lines.join("\n");
 }

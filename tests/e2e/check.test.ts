@@ -31,8 +31,8 @@ const KEYS = {
   target: ["name", "kind", "reachable", "auth", "error"],
   board: ["hostname", "user", "sudo", "arch", "model", "kernel", "os", "init", "root", "partitions", "shmAvail", "memTotal", "tools", "servicesToStop"],
   root: ["device", "fstype", "disk", "diskSize", "diskModel", "problem"],
-  image: ["path", "format", "fileSize", "rawSize", "sha256", "fitsDisk", "customization"],
-  plan: ["mode", "reason", "codec", "transcode"],
+  image: ["path", "format", "fileSize", "rawSize", "sha256", "fitsDisk", "customization", "bmap", "record"],
+  plan: ["mode", "reason", "codec", "transcode", "transport", "transportReason", "measured"],
 };
 
 async function boardWithHome(opts: { user?: string } = {}): Promise<{ board: Board; home: UserHome }> {
@@ -110,6 +110,9 @@ describe("check", () => {
     expect(table).toMatch(/^\/dev\/shm\s+\S+ \S+ free/m);
     expect(table).toMatch(/^\s+fits disk\s+yes$/m);
     expect(table).toMatch(/^mode\s+ramfs: remote default/m);
+    // The transport was measured (issue 5): the link and the board's busybox on a sample, each plan predicted.
+    expect(table).toMatch(/^transport\s+(as-is, xz|gzip, gz|raw, raw) on the wire: fastest by measurement: ~\d+ s to write \(.*\); link \d+\.\d MiB\/s, board writes as-is \d+\.\d MiB\/s, gzip /m);
+    expect(table).toMatch(/^\s+record\s+flash-live\.txt on the new boot partition$/m);
     expect(table).toContain("OK: a flash would go ahead.");
     expect(table).not.toContain("REFUSED");
 
@@ -129,7 +132,19 @@ describe("check", () => {
     expect(doc.board).toMatchObject({ user: "pi", sudo: "ok", arch: "x86_64", hostname });
     expect(doc.board.root).toMatchObject({ device: "/dev/vda2", fstype: "ext4", disk: "/dev/vda", diskSize: 512 * MiB });
     expect(doc.board.partitions.map((p: { name: string }) => p.name)).toEqual(["/dev/vda1", "/dev/vda2"]);
-    expect(doc.plan).toMatchObject({ mode: "ramfs", codec: "xz", transcode: false });
+    expect(doc.plan).toMatchObject({ mode: "ramfs" });
+    const m = doc.plan.measured;
+    expect(m.rates.link).toBeGreaterThan(0);
+    expect(Object.keys(m.rates.boardWrite).sort()).toEqual(["as-is", "gzip", "raw"]);
+    // The plan is the fastest prediction, and the codec on the wire follows from it.
+    const best = [...m.estimates].filter((e: { excluded?: string }) => !e.excluded).sort((a: { seconds: number }, b: { seconds: number }) => a.seconds - b.seconds)[0];
+    expect(doc.plan.transport).toBe(best.transport);
+    expect(doc.plan.codec).toBe({ "as-is": "xz", gzip: "gz", raw: "raw" }[best.transport as string]);
+    console.log(`[check e2e] transport measured: ${doc.plan.transportReason}`);
+    // Asked for: no measurement.
+    const asked = parseJson(await home.run(["check", "board", l2.xz, "--json", "--transport", "gzip"]));
+    expect(asked.plan).toMatchObject({ transport: "gzip", codec: "gz", transcode: true, transportReason: "asked for (--transport)" });
+    expect(asked.plan.measured).toBeUndefined();
     // Oracles: the image's recorded size and sha256, and the board's own df and /proc/meminfo.
     expect(doc.image).toMatchObject({ path: l2.xz, format: "xz", fileSize: l2.sizes.xz, rawSize: l2.sizes.raw, sha256: l2.sha256, fitsDisk: true });
     const df = (await board.ssh("df -P /dev/shm | awk 'NR==2 {print $4}'; awk '/^MemTotal:/ {print $2}' /proc/meminfo")).stdout.trim().split("\n").map(Number);

@@ -7,12 +7,13 @@
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { loadBmap } from "../../src/image/bmap.ts";
 import { type Board, startBoard } from "../harness/board.ts";
 import { ensureImage } from "../harness/build-image.ts";
 import type { ImageName } from "../harness/recipes.ts";
 import { type CliResult, UserHome } from "./_flash-live.ts";
+import { flashedSectors } from "./_record.ts";
 
 const boards: Board[] = [];
 const homes: UserHome[] = [];
@@ -33,17 +34,26 @@ export async function flashAndProve(opts: {
   file: "raw" | "gz" | "xz" | "zst";
   args: string[];
   env?: Record<string, string>;
-  patches?: { offset: number; data: Uint8Array }[];
+  /** What the read-back finds: "repaired" when a fault is injected in ramfs mode. */
+  verify?: "ok" | "repaired";
 }): Promise<CliResult> {
   const { board, home } = opts;
   const img = await ensureImage(opts.image);
   const before = await board.bootId();
   const file = img[opts.file];
   const t0 = performance.now();
-  const cli = home.run(["flash", "board", file, "--yes", ...opts.args], { env: opts.env });
+  const dump = home.path(`patch-${opts.image}-${opts.file}`);
+  const cli = home.run(["flash", "board", file, "--yes", ...opts.args], { env: { FLASH_LIVE_TEST_PATCH_OUT: dump, ...opts.env } });
   await board.waitHeld(600_000);
   const held = (performance.now() - t0) / 1000;
-  const cmp = await board.compareDisk(img.raw, { patches: opts.patches });
+  // The image, plus the record file's FAT entries and its sector as the board wrote it: nothing else.
+  const { patches } = await flashedSectors(board, img, dump, opts.verify ?? "ok").catch(async (e) => {
+    await board.resume();
+    const r = await cli;
+    console.error(r.stdout, r.stderr);
+    throw e;
+  });
+  const cmp = await board.compareDisk(img.raw, { patches });
   expect(cmp).toMatchObject({ equal: true, differingSectors: 0 });
   await board.resume();
   const r = await cli;
@@ -52,6 +62,8 @@ export async function flashAndProve(opts: {
   const after = await board.waitForReboot(before);
   expect(after).not.toBe(before);
   expect((await board.ssh("cat /etc/image-id")).stdout.trim()).toBe(img.marker);
+  // The record survived the reboot, and flash-live read it back from the booted board.
+  expect(r.stdout + r.stderr).toContain(`flash record on the board (/boot/firmware/flash-live.txt): verify ${opts.verify ?? "ok"}, ${basename(file)}`);
   // For the closing note: wall time to the reset, and bytes on the wire vs the file's size.
   const done = /done in [^\n]*/.exec(r.stdout + r.stderr)?.[0];
   console.log(`[flash e2e] ${opts.image}.${opts.file} (${img.sizes[opts.file]} B) ${opts.args.join(" ")}: flash to reset ${held.toFixed(1)} s; ${done}`);
@@ -73,23 +85,26 @@ const FAULT = '"$2" dd if=/dev/zero of="$1" bs=1M count=1 seek=100 conv=notrunc,
 describe("remote", () => {
   test("ramfs, .img.xz, MBR, virtio; a range corrupted after the write is caught and rewritten from RAM", async () => {
     const { board, home } = await boardWithHome("L");
-    const r = await flashAndProve({ board, home, image: "L2", file: "xz", args: ["--accept-new-host-key"], env: { FLASH_LIVE_TEST_FAULT: FAULT } });
+    const r = await flashAndProve({ board, home, image: "L2", file: "xz", args: ["--accept-new-host-key"], env: { FLASH_LIVE_TEST_FAULT: FAULT }, verify: "repaired" });
     const out = r.stdout + r.stderr;
     expect(out).toContain("read-back found bad ranges (67108864+67108864");
     expect(out).toContain("verified: every byte on /dev/vda matches the image (after rewriting bad ranges from RAM)");
     expect(out).toContain("the board is back");
   });
 
-  test("stream, .img.xz, NVMe", async () => {
+  test("stream, .img.xz decompressed on this side (--transport raw), NVMe", async () => {
     const { board, home } = await boardWithHome("L", "nvme");
-    const r = await flashAndProve({ board, home, image: "L2", file: "xz", args: ["--stream", "--accept-new-host-key"] });
-    expect(r.stderr + r.stdout).toContain("verified: every byte");
+    const r = await flashAndProve({ board, home, image: "L2", file: "xz", args: ["--stream", "--transport", "raw", "--accept-new-host-key"] });
+    const out = r.stderr + r.stdout;
+    expect(out).toContain("sent as    raw (decompressed on this side): asked for (--transport)");
+    expect(out).toContain("verified: every byte");
+    expect(out).toMatch(/320 MiB written to \/dev\/nvme0n1, 320 MiB sent/);
   });
 
-  test("ramfs, .img.zst (re-encoded for the board), GPT", async () => {
+  test("ramfs, .img.zst (the board cannot decode zstd: gzip -1 or raw, by measurement), GPT", async () => {
     const { board, home } = await boardWithHome("L");
     const r = await flashAndProve({ board, home, image: "L-gpt", file: "zst", args: ["--accept-new-host-key"] });
-    expect(r.stderr + r.stdout).toContain("sent as    gz");
+    expect(r.stderr + r.stdout).toMatch(/sent as    (gz \(gzip -1 made on this side\)|raw \(decompressed on this side\)): fastest by measurement: ~\d+ s to write \(as-is \(the board's busybox cannot decode zstd\)/);
   });
 
   test("stream, raw .img, GPT, virtio", async () => {
@@ -118,13 +133,17 @@ describe("block map (issue 5)", () => {
 
     const before = await board.bootId();
     const t0 = performance.now();
-    const cli = home.run(["flash", "board", join(dir, "L2.img.xz"), "--yes", "--accept-new-host-key"]);
+    const dump = home.path("patch");
+    const cli = home.run(["flash", "board", join(dir, "L2.img.xz"), "--yes", "--accept-new-host-key"], { env: { FLASH_LIVE_TEST_PATCH_OUT: dump } });
     await board.waitHeld(600_000);
     const held = (performance.now() - t0) / 1000;
+    const { patches, record } = await flashedSectors(board, img, dump, "ok");
+    expect(record["written-bytes"]).toBe(String(bm.mappedBytes));
     const disk = home.path("disk.raw");
     await board.exportDisk(disk, img.sizes.raw);
     const got = readFileSync(disk);
     const want = readFileSync(img.raw);
+    for (const p of patches) want.set(p.data, p.offset);
     for (const r of bm.ranges) {
       if (!got.subarray(r.offset, r.offset + r.length).equals(want.subarray(r.offset, r.offset + r.length))) throw new Error(`mapped range ${r.offset}+${r.length} differs`);
     }
@@ -158,9 +177,13 @@ describe("verification", () => {
   test("stream: a corrupted range is reported, the run fails", async () => {
     const { board, home } = await boardWithHome("L");
     const img = await ensureImage("L2");
-    const cli = home.run(["flash", "board", img.gz, "--stream", "--yes", "--accept-new-host-key"], { env: { FLASH_LIVE_TEST_FAULT: FAULT } });
+    const dump = home.path("patch");
+    const cli = home.run(["flash", "board", img.gz, "--stream", "--yes", "--accept-new-host-key"], { env: { FLASH_LIVE_TEST_FAULT: FAULT, FLASH_LIVE_TEST_PATCH_OUT: dump } });
     await board.waitHeld(600_000);
-    const cmp = await board.compareDisk(img.raw);
+    // The record on the disk says so too, with the bad range.
+    const { patches, record } = await flashedSectors(board, img, dump, "failed");
+    expect(record["bad-ranges"]).toStartWith("67108864+67108864");
+    const cmp = await board.compareDisk(img.raw, { patches });
     expect(cmp.equal).toBe(false);
     // The first differing byte lies in the zeroed MiB (the image may hold zeros at its start).
     expect(cmp.firstDifferences[0]).toBeGreaterThanOrEqual(100 * 1024 * 1024);

@@ -100,6 +100,8 @@ export interface DiskComparison {
   firstDifferences: number[];
   /** Count of 512-byte sectors that differ. */
   differingSectors: number;
+  /** Byte offsets of the first 4096 differing sectors. */
+  differingSectorOffsets: number[];
 }
 
 export interface BoardTimings {
@@ -329,7 +331,7 @@ export class Board {
     if (this.state === "stopped") throw new Error("compareDisk(): the board is stopped and its disk deleted; compare while it is held");
     const size = statSync(imageRawPath).size;
     const dSize = await diskSize(this.disk, "qcow2");
-    const result: DiskComparison = { equal: false, size, diskSize: dSize, firstDifferences: [], differingSectors: 0 };
+    const result: DiskComparison = { equal: false, size, diskSize: dSize, firstDifferences: [], differingSectors: 0, differingSectorOffsets: [] };
     if (dSize < size) {
       result.differingSectors = Math.ceil((size - dSize) / 512);
       return result;
@@ -747,6 +749,7 @@ function compareFiles(expectedPath: string, actualPath: string, size: number, pa
         const a = act.subarray(s, Math.min(s + 512, n));
         if (e.equals(a)) continue;
         out.differingSectors++;
+        if (out.differingSectorOffsets.length < 4096) out.differingSectorOffsets.push(pos + s);
         for (let b = 0; b < e.length && out.firstDifferences.length < 16; b++) if (e[b] !== a[b]) out.firstDifferences.push(pos + s + b);
       }
     }

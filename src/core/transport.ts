@@ -1,0 +1,207 @@
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import zlib from "node:zlib";
+import { busyboxFor } from "../assets/busybox.ts";
+import type { ImageFormat } from "../image/source.ts";
+import { formatBytes } from "../image/source.ts";
+import type { Target } from "../target/types.ts";
+import type { BoardCodec } from "./plan.ts";
+
+/**
+ * How the image travels to the board (issue 5, "transport chosen by measurement"):
+ * - as-is: the file's own bytes, decompressed on the board (xz, gz, bz2, or a raw .img);
+ * - gzip:  decompressed on this side and re-encoded as gzip -1, which the board's busybox decodes
+ *          at a fraction of xz's cost;
+ * - raw:   decompressed on this side, raw bytes on the wire, nothing to decode on the board.
+ * With `auto`, a few seconds of measurement in the preflight (the link into the board, the board's
+ * busybox on a sample of the image in each form, this side's re-encoding) predict each plan's time,
+ * and the fastest wins.
+ */
+export type TransportName = "as-is" | "gzip" | "raw";
+export type TransportSetting = "auto" | TransportName;
+
+export function boardCodecOf(format: ImageFormat, transport: TransportName): BoardCodec | undefined {
+  if (transport === "raw") return "raw";
+  if (transport === "gzip") return "gz";
+  return ({ xz: "xz", gzip: "gz", bzip2: "bz2", raw: "raw", zstd: undefined } as const)[format];
+}
+
+/** Measured rates, bytes per second. Board rates are in raw (decompressed) bytes. */
+export interface Rates {
+  /** Into the board over this session (SSH), for bytes that do not compress. */
+  link: number;
+  /** The board writing: `decoder | dd of=/dev/null`, per transport. */
+  boardWrite: Partial<Record<TransportName, number>>;
+  /** The board's ramfs staging check: sha256 of the copy + `decoder | md5sum`, per transport. */
+  boardCheck: Partial<Record<TransportName, number>>;
+  /** This side producing the transport's bytes (decode the file + re-encode), per transport that needs it. */
+  host: Partial<Record<TransportName, number>>;
+  /** Wire bytes per raw byte, per transport (as-is: the file's own ratio). */
+  ratio: Partial<Record<TransportName, number>>;
+  /** The board's CPU count: on one CPU, receiving (sshd decrypting) and decoding take turns. */
+  cpus: number;
+}
+
+export interface TransportEstimate {
+  transport: TransportName;
+  /** Predicted seconds from the first byte sent to the last byte written (verify and boot not included). */
+  seconds: number;
+  wireBytes: number;
+  /** Bytes staged in /dev/shm in ramfs mode. */
+  stagedBytes: number;
+  /** Why it cannot be used here, if so. */
+  excluded?: string;
+}
+
+export interface TransportInput {
+  mode: "ramfs" | "stream";
+  format: ImageFormat;
+  fileSize: number;
+  /** Raw bytes in the stream (the board decodes all of them, even with a block map). */
+  rawSize: number;
+  /** /dev/shm room for ramfs staging (bytes), after the margin. */
+  shmRoom: number;
+}
+
+/** The model: each plan's time from the measured rates. Pure; tested on its own. */
+export function estimateTransports(input: TransportInput, rates: Rates): TransportEstimate[] {
+  const out: TransportEstimate[] = [];
+  for (const transport of ["as-is", "gzip", "raw"] as const) {
+    const codec = boardCodecOf(input.format, transport);
+    const ratio = transport === "raw" ? 1 : transport === "as-is" ? input.fileSize / input.rawSize : rates.ratio.gzip;
+    const wireBytes = transport === "as-is" ? input.fileSize : Math.ceil(input.rawSize * (ratio ?? 1));
+    const est: TransportEstimate = { transport, seconds: Number.POSITIVE_INFINITY, wireBytes, stagedBytes: wireBytes };
+    out.push(est);
+    if (!codec) {
+      est.excluded = `the board's busybox cannot decode ${input.format}`;
+      continue;
+    }
+    if (transport === "raw" && input.format === "raw") {
+      est.excluded = "the image is raw already (as-is)";
+      continue;
+    }
+    const write = rates.boardWrite[transport];
+    const check = rates.boardCheck[transport];
+    const host = transport === "as-is" ? Number.POSITIVE_INFINITY : rates.host[transport];
+    if (!write || !host || ratio === undefined || (input.mode === "ramfs" && !check)) {
+      est.excluded = "not measured";
+      continue;
+    }
+    if (input.mode === "ramfs" && wireBytes > input.shmRoom) {
+      est.excluded = `${formatBytes(wireBytes)} does not fit in /dev/shm (${formatBytes(input.shmRoom)} room)`;
+      continue;
+    }
+    const send = Math.max(wireBytes / rates.link, input.rawSize / host);
+    const decode = input.rawSize / write;
+    if (input.mode === "ramfs") {
+      // Copy, check the copy (sha256 + one decode to md5), then decode it again onto the disk.
+      est.seconds = send + input.rawSize / check! + decode;
+    } else {
+      // Everything flows at once; on one CPU the board's share (decrypt + decode) adds up.
+      est.seconds = rates.cpus > 1 ? Math.max(send, decode) : Math.max(input.rawSize / host, wireBytes / rates.link + decode);
+    }
+  }
+  return out;
+}
+
+/** The fastest usable estimate, and one line saying why (for the plan box and `check`). */
+export function pickTransport(estimates: TransportEstimate[], rates: Rates): { transport: TransportName; reason: string } {
+  const usable = estimates.filter((e) => !e.excluded && Number.isFinite(e.seconds)).sort((a, b) => a.seconds - b.seconds);
+  const best = usable[0];
+  if (!best) return { transport: "as-is", reason: "no transport could be measured; the file is sent as it is" };
+  const mibs = (r: number | undefined) => (r ? `${(r / 1048576).toFixed(1)} MiB/s` : "?");
+  const others = estimates
+    .filter((e) => e !== best)
+    .map((e) => `${e.transport} ${e.excluded ? `(${e.excluded})` : `~${Math.round(e.seconds)} s`}`)
+    .join(", ");
+  return {
+    transport: best.transport,
+    reason: `fastest by measurement: ~${Math.round(best.seconds)} s to write (${others}); link ${mibs(rates.link)}, board writes ${(["as-is", "gzip", "raw"] as const)
+      .filter((t) => rates.boardWrite[t])
+      .map((t) => `${t} ${mibs(rates.boardWrite[t])}`)
+      .join(", ")} (raw bytes out)`,
+  };
+}
+
+/** Raw sample of the image, collected during the scan (a few slices spread over it). */
+export interface ImageSample {
+  bytes: Uint8Array;
+  /** The image file's bytes per raw byte. */
+  fileRatio: number;
+  /** This side's decode rate of the image file (raw bytes/s), from the scan. */
+  hostDecodeRate: number;
+}
+
+/**
+ * Measure what the model needs: the sample in each form goes to the board's /dev/shm (the link
+ * is timed on the raw sample), the board's busybox times each form's write and check pipelines, and
+ * this side times its own gzip -1. A few seconds; nothing outside a temporary /dev/shm directory
+ * on the board is touched.
+ */
+export async function measureRates(target: Target, arch: string, cpus: number, format: ImageFormat, sample: ImageSample): Promise<Rates> {
+  const raw = sample.bytes;
+  const t0 = performance.now();
+  const gz = zlib.gzipSync(raw, { level: 1 });
+  const gzipSeconds = (performance.now() - t0) / 1000;
+  const asIs = format === "xz" ? await xzSample(raw) : format === "gzip" ? zlib.gzipSync(raw, { level: 6 }) : format === "raw" ? raw : undefined;
+  const dir = `/dev/shm/flash-live-probe-${randomBytes(4).toString("hex")}`;
+  const rates: Rates = { link: 0, boardWrite: {}, boardCheck: {}, host: {}, ratio: { gzip: gz.length / raw.length, raw: 1 }, cpus };
+  // Whole-file decoding on this side feeds every re-encoding; gzip -1 runs on top of it.
+  rates.host.raw = sample.hostDecodeRate;
+  rates.host.gzip = 1 / (1 / sample.hostDecodeRate + gzipSeconds / raw.length);
+  const made = await target.exec(["sh", "-c", 'umask 077 && mkdir -- "$1"', "sh", dir], { check: false });
+  if (made.code !== 0) throw new Error(`could not create ${dir}: ${made.stderr.trim()}`);
+  try {
+    await target.put(`${dir}/busybox`, await busyboxFor(arch), { mode: "0700" });
+    // The link: the raw sample's copy, less what an empty copy costs (starting the command on the board).
+    const te = performance.now();
+    await target.put(`${dir}/empty`, "", { mode: "0600" });
+    const overhead = performance.now() - te;
+    const tl = performance.now();
+    await target.put(`${dir}/s.raw`, raw, { mode: "0600" });
+    const ms = performance.now() - tl;
+    rates.link = raw.length / (Math.max(ms - overhead, ms / 2) / 1000);
+    await target.put(`${dir}/s.gzip`, gz, { mode: "0600" });
+    if (asIs && format !== "raw") await target.put(`${dir}/s.as-is`, asIs, { mode: "0600" });
+    const dec: Partial<Record<TransportName, string>> = { raw: "cat s.raw", gzip: "./busybox zcat < s.gzip" };
+    if (asIs) dec["as-is"] = format === "raw" ? "cat s.raw" : `./busybox ${format === "xz" ? "xzcat" : "zcat"} < s.as-is`;
+    const lines = ['cd "$1" || exit 1', 't() { read -r u _ < /proc/uptime; echo "$1 $u"; }'];
+    for (const [name, d] of Object.entries(dec)) {
+      const file = name === "as-is" && format !== "raw" ? "s.as-is" : `s.${name === "as-is" ? "raw" : name}`;
+      lines.push(`t w-${name}`, `${d.replace(/^cat /, "./busybox cat ")} | ./busybox dd of=/dev/null bs=4M 2>/dev/null`, `t w-${name}-end`);
+      lines.push(`t c-${name}`, `./busybox sha256sum ${file} >/dev/null; ${d.replace(/^cat /, "./busybox cat ")} | ./busybox md5sum >/dev/null`, `t c-${name}-end`);
+    }
+    const r = await target.exec(["sh", "-c", lines.join("\n"), "sh", dir], { check: false });
+    const at = new Map(r.stdout.split("\n").filter(Boolean).map((l) => l.split(" ") as [string, string]).map(([k, v]) => [k, Number(v)]));
+    for (const name of Object.keys(dec) as TransportName[]) {
+      for (const [kind, into] of [["w", rates.boardWrite], ["c", rates.boardCheck]] as const) {
+        const a = at.get(`${kind}-${name}`);
+        const b = at.get(`${kind}-${name}-end`);
+        // /proc/uptime ticks in 10 ms: never divide by less than one tick.
+        if (a !== undefined && b !== undefined) into[name] = raw.length / Math.max(0.01, b - a);
+      }
+    }
+    if (asIs) {
+      rates.ratio["as-is"] = asIs.length / raw.length;
+      // The sample is a few MiB: correct gzip's ratio by how far the sample's own-codec ratio is
+      // from the whole file's (as-is ratio known exactly).
+      rates.ratio.gzip = rates.ratio.gzip! * sample.fileRatio / rates.ratio["as-is"];
+    }
+  } finally {
+    await target.exec(["rm", "-rf", "--", dir], { check: false }).catch(() => {});
+  }
+  return rates;
+}
+
+/** The sample as xz (level 1: the board's decode speed hardly depends on the level), by the xz the host decodes with. */
+function xzSample(raw: Uint8Array): Promise<Uint8Array | undefined> {
+  return new Promise((resolve) => {
+    const child = spawn("xz", ["-1", "-T1", "-c"], { stdio: ["pipe", "pipe", "ignore"] });
+    const out: Buffer[] = [];
+    child.stdout.on("data", (c: Buffer) => out.push(c));
+    child.on("error", () => resolve(undefined));
+    child.on("close", (code) => resolve(code === 0 ? Buffer.concat(out) : undefined));
+    child.stdin.on("error", () => {});
+    child.stdin.end(raw);
+  });
+}
