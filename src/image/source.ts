@@ -88,7 +88,7 @@ function which(cmd: string): boolean {
  */
 export function rawStream(info: ImageInfo): Readable {
   const inner = rawStreamInner(info);
-  const out = new PassThrough({ highWaterMark: 4 << 20 });
+  const out = new PassThrough({ highWaterMark: 1 << 20 });
   inner.on("error", (e) =>
     out.destroy(e instanceof UserError ? e : new UserError(`${info.path} is damaged: ${e.message}`, "Download the image again (and check its published checksum).")),
   );
@@ -98,7 +98,7 @@ export function rawStream(info: ImageInfo): Readable {
 }
 
 function rawStreamInner(info: ImageInfo): Readable {
-  const file = () => createReadStream(info.path, { highWaterMark: 4 << 20 });
+  const file = () => createReadStream(info.path, { highWaterMark: 1 << 20 });
   const fail = (out: Readable, why: string) =>
     out.destroy(new UserError(`${info.path} is damaged: ${why}`, "Download the image again (and check its published checksum)."));
   switch (info.format) {
