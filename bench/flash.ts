@@ -38,7 +38,7 @@ const PAIRS: Record<string, { board: ImageName; image: ImageName }> = {
 };
 
 const CORE_CASES = ["limits", "scp-dd", "xzcat-ssh", "ramfs", "ramfs-noverify", "stream", "rss"] as const;
-const EXTRA_CASES = ["ramfs-gz", "ramfs-zst", "stream-raw"] as const;
+const EXTRA_CASES = ["stream-asis", "stream-gzip", "stream-rawwire", "ramfs-gz", "ramfs-zst", "stream-raw"] as const;
 type CaseId = (typeof CORE_CASES)[number] | (typeof EXTRA_CASES)[number];
 
 const { values: opt } = parseArgs({
@@ -177,8 +177,11 @@ function labelOf(c: CaseId): string {
     ramfs: "flash-live ramfs (.xz), verify",
     "ramfs-noverify": "flash-live ramfs (.xz), --no-verify",
     stream: "flash-live stream (.xz), verify",
+    "stream-asis": "flash-live stream (.xz), --transport as-is, verify",
+    "stream-gzip": "flash-live stream (.xz), --transport gzip, verify",
+    "stream-rawwire": "flash-live stream (.xz), --transport raw, verify",
     "ramfs-gz": "flash-live ramfs (.gz), verify",
-    "ramfs-zst": "flash-live ramfs (.zst, re-encoded gzip -1), verify",
+    "ramfs-zst": "flash-live ramfs (.zst), verify",
     "stream-raw": "flash-live stream (raw .img), verify",
   }[c];
 }
@@ -199,6 +202,12 @@ async function runCase(c: CaseId): Promise<void> {
       return withBoard(pair.board, {}, (b, h) => flashLive(c, b, h, target.xz, ["--ramfs", "--no-verify"]));
     case "stream":
       return withBoard(pair.board, {}, (b, h) => flashLive(c, b, h, target.xz, ["--stream"]));
+    case "stream-asis":
+      return withBoard(pair.board, {}, (b, h) => flashLive(c, b, h, target.xz, ["--stream", "--transport", "as-is"]));
+    case "stream-gzip":
+      return withBoard(pair.board, {}, (b, h) => flashLive(c, b, h, target.xz, ["--stream", "--transport", "gzip"]));
+    case "stream-rawwire":
+      return withBoard(pair.board, {}, (b, h) => flashLive(c, b, h, target.xz, ["--stream", "--transport", "raw"]));
     case "ramfs-gz":
       return withBoard(pair.board, {}, (b, h) => flashLive(c, b, h, target.gz, ["--ramfs"]));
     case "ramfs-zst":
@@ -525,6 +534,9 @@ async function flashLive(id: CaseId, board: Board, home: BenchHome, file: string
   const id2 = (await board.ssh("cat /etc/image-id")).stdout.trim();
   if (id2 !== target.marker) throw new Error(`the board runs ${id2}, not ${target.marker}`);
   const scanned = at(/image ok:/);
+  // The plan box (after the transport measurement, when one ran) names the transport.
+  const sentAs = /sent as\s+(\S+)( \((?:gzip -1 made|decompressed) on this side\))?: (fastest by measurement)?/.exec(all);
+  const planned = sentAs?.[3] ? at(/sent as\s/) : undefined;
   const staged = at(/^sending\s.* in /);
   const quiesce = at(/board: quiesce/);
   const verify = at(/board: verify/);
@@ -536,6 +548,7 @@ async function flashLive(id: CaseId, board: Board, home: BenchHome, file: string
     : [["stage", quiesce], ["send+write", verify ?? reboot]];
   const marks: Mark[] = [
     ["connect+scan", scanned],
+    ["measure", planned],
     ...middle,
     ["verify", verify !== undefined ? reboot : undefined],
   ];
@@ -548,7 +561,7 @@ async function flashLive(id: CaseId, board: Board, home: BenchHome, file: string
   if (reboot !== undefined) parts.push(bootPhases(reboot, r.seconds, w));
   rows.push({
     id,
-    label: labelOf(id),
+    label: `${labelOf(id)}${sentAs ? `; sent as ${sentAs[1]}${sentAs[2] ?? ""}${sentAs[3] ? " (measured)" : ""}` : ""}`,
     kind: "flash-live",
     wireText: done[1],
     wireBytes: parseBytes(done[1]!),
