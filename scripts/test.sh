@@ -1,18 +1,62 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, then the e2e cases that flash QEMU boards.
+# The whole test suite: unit tests and the e2e cases that flash QEMU boards.
 # Installs what it needs (scripts/deps.sh), builds or reuses the cached board images, and ends with
-# one line "N passed, N failed" taken from bun test's own counts.
+# one line "N passed, N failed" summed from bun test's own counts.
+#
+# Without arguments the suite runs as two bun test processes side by side, each flashing one board at
+# a time (a TCG board keeps one core busy; this machine has two): the e2e files are split into two
+# groups of about equal length (times from CI runs). With arguments (files, -t PATTERN, ...) it is
+# one plain `bun test` run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh || exit 1
 
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-# Unit tests first (fast), then e2e; bun runs the files one after another, so boards never overlap.
-node_modules/.bin/bun test --timeout 1800000 "$@" 2>&1 | tee "$log"
-rc=${PIPESTATUS[0]}
-passed=$(grep -Eo '^ *[0-9]+ pass$' "$log" | tail -n 1 | grep -Eo '[0-9]+' || echo 0)
-failed=$(grep -Eo '^ *[0-9]+ fail$' "$log" | tail -n 1 | grep -Eo '[0-9]+' || echo 0)
-if [[ $rc != 0 && $failed == 0 ]]; then failed=1; fi   # a crash before the summary is a failure
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+BUN=node_modules/.bin/bun
+count() { # LOG pass|fail: the summary's count, 0 when there is none
+  grep -Eo "^ *[0-9]+ $2\$" "$1" | tail -n 1 | grep -Eo '[0-9]+' || echo 0
+}
+
+if [[ $# -gt 0 ]]; then
+  "$BUN" test --timeout 1800000 "$@" 2>&1 | tee "$dir/all.log"
+  rc=${PIPESTATUS[0]}
+  passed=$(count "$dir/all.log" pass)
+  failed=$(count "$dir/all.log" fail)
+  if [[ $rc != 0 && $failed == 0 ]]; then failed=1; fi # a crash before the summary is a failure
+  echo "${passed} passed, ${failed} failed"
+  exit "$rc"
+fi
+
+# Every test file in exactly one group: group B takes these, group A everything else.
+group_b=(tests/e2e/flash.test.ts tests/e2e/faults.test.ts tests/e2e/check.test.ts tests/e2e/harness.test.ts)
+mapfile -t all < <(find tests -name '*.test.ts' | sort)
+group_a=()
+for f in "${all[@]}"; do
+  [[ " ${group_b[*]} " == *" $f "* ]] || group_a+=("$f")
+done
+# Images first, once, so the two groups do not both wait on the same build.
+"$BUN" scripts/build-boards.ts || exit 1
+
+echo "== group B (${group_b[*]}) runs beside this one; its output follows at the end =="
+( "$BUN" test --timeout 1800000 "${group_b[@]}" > "$dir/b.log" 2>&1; echo $? > "$dir/b.rc" ) &
+b_pid=$!
+"$BUN" test --timeout 1800000 "${group_a[@]}" 2>&1 | tee "$dir/a.log"
+a_rc=${PIPESTATUS[0]}
+wait "$b_pid"
+b_rc=$(cat "$dir/b.rc" 2>/dev/null || echo 1)
+echo "== group B =="
+cat "$dir/b.log"
+
+passed=0
+failed=0
+for g in a b; do
+  p=$(count "$dir/$g.log" pass)
+  f=$(count "$dir/$g.log" fail)
+  rc=$([[ $g == a ]] && echo "$a_rc" || echo "$b_rc")
+  if [[ $rc != 0 && $f == 0 ]]; then f=1; fi
+  passed=$((passed + p))
+  failed=$((failed + f))
+done
 echo "${passed} passed, ${failed} failed"
-exit "$rc"
+[[ $a_rc == 0 && $b_rc == 0 ]]
