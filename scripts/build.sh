@@ -27,8 +27,10 @@ targets=("$@")
 # --external: ssh2's optional native parts (cpu-features, sshcrypto.node) are built for the build
 #   host only; left out, ssh2 takes its JS/node:crypto path on every target (FIELD-NOTES §3).
 # --bytecode needs --format=esm here: plain --bytecode breaks on import.meta.
+# Not --minify-identifiers (so not --minify): renamed identifiers break the mbr library under
+# partitioninfo ("Not implemented" reading any partition table), i.e. customize and local flashes.
 flags=(
-  --compile --minify --bytecode --format=esm
+  --compile --minify-syntax --minify-whitespace --bytecode --format=esm
   --no-compile-autoload-dotenv --no-compile-autoload-bunfig
   --external cpu-features --external '*.node'
 )
