@@ -46,5 +46,9 @@ async function run(rawArgs: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
-  process.exitCode = await run(process.argv.slice(2));
+  const code = await run(process.argv.slice(2));
+  process.exitCode = code;
+  // A failed run has nothing left to finish: a stray handle (a decompressor, a socket) must not keep
+  // the process alive after the error was reported.
+  if (code !== 0) setTimeout(() => process.exit(code), 2000).unref();
 }

@@ -285,7 +285,13 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
             },
           }),
         );
-        await t.put(dest, counted, { mode: "0600", root: true });
+        try {
+          await t.put(dest, counted, { mode: "0600", root: true });
+        } finally {
+          // A decompressor (transport gzip/raw) must not outlive a failed copy: it would keep this
+          // process running after the error is reported.
+          src.destroy();
+        }
         progress.finish();
         bytesSent += sent;
         // Proof of the copy before the point of no return: its sha256 equals what was sent, and it
@@ -346,6 +352,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
         src.on("error", () => resolve());
         proc.stdin.on("close", () => resolve());
       });
+      src.destroy();
       bytesSent += sent;
     } else {
       proc.stdin.end();
