@@ -28,7 +28,7 @@ export interface CheckRequest {
 export interface CheckReport {
   schema: 1;
   ok: boolean;
-  target: { name: string; kind: "local" | "ssh"; reachable: boolean; auth?: string; error?: string };
+  target: { name: string; kind: "local" | "ssh"; reachable: boolean; auth?: string; cipher?: string; error?: string };
   refusals: string[];
   notes: string[];
   board?: {
@@ -111,7 +111,7 @@ export async function check(req: CheckRequest): Promise<CheckReport> {
     const report: CheckReport = {
       schema: 1,
       ok: plan.refusals.length === 0,
-      target: { name: target.name, kind: target.kind, reachable: true, auth: (target as { authMethod?: string }).authMethod },
+      target: { name: target.name, kind: target.kind, reachable: true, auth: (target as { authMethod?: string }).authMethod, cipher: (target as { cipher?: string }).cipher },
       refusals: plan.refusals,
       notes: [...plan.notes, ...ctx.warnings],
       board: {
@@ -175,7 +175,7 @@ export async function check(req: CheckRequest): Promise<CheckReport> {
 export function formatCheck(r: CheckReport): string {
   const rows: [string, string][] = [];
   const add = (k: string, v: string | undefined) => v !== undefined && rows.push([k, v]);
-  add("target", `${r.target.name}${r.target.reachable ? `  reachable${r.target.auth ? ` (${r.target.auth})` : ""}` : "  UNREACHABLE"}`);
+  add("target", `${r.target.name}${r.target.reachable ? `  reachable${r.target.auth ? ` (${r.target.auth}${r.target.cipher ? `, ${r.target.cipher}` : ""})` : ""}` : "  UNREACHABLE"}`);
   if (r.target.error) add("error", r.target.error);
   const b = r.board;
   if (b) {

@@ -5,7 +5,7 @@
  * ssh, a passphrase is asked only after the server said it would accept that key.
  */
 import { readFileSync } from "node:fs";
-import ssh2 from "ssh2";
+import ssh2 from "./_ssh2.ts";
 import type { ParsedKey } from "ssh2";
 import { fingerprint } from "./known-hosts.ts";
 import { isFile } from "./ssh-config.ts";

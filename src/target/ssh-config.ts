@@ -82,6 +82,8 @@ export interface ResolvedSshHost {
   pubkeyAuthentication: boolean;
   passwordAuthentication: boolean;
   kbdInteractiveAuthentication: boolean;
+  /** Ciphers as written (`aes128-ctr,...`, or `+`/`-`/`^` followed by a list): see resolveCiphers. */
+  ciphers?: string;
   /** Config files that were read, in order (for messages). */
   configFiles: string[];
 }
@@ -382,8 +384,29 @@ export function resolveSshHost(destination: string, opts: ResolveSshOptions = {}
     pubkeyAuthentication: flag(o("pubkeyauthentication"), true),
     passwordAuthentication: flag(o("passwordauthentication"), true),
     kbdInteractiveAuthentication: flag(o("kbdinteractiveauthentication") ?? o("challengeresponseauthentication"), true),
+    ciphers: o("ciphers"),
     configFiles: ctx.files,
   };
+}
+
+/**
+ * The cipher list for a Ciphers value, as ssh_config(5) reads it: a plain list replaces the
+ * defaults, `+list` appends to them, `^list` puts those first, `-list` removes from them (only
+ * there may `*` and `?` patterns stand, as in ssh). Ciphers this client lacks are dropped, so the
+ * result may be [].
+ */
+export function resolveCiphers(spec: string | undefined, defaults: readonly string[], supported: readonly string[]): string[] {
+  if (spec === undefined || spec.trim() === "") return [...defaults];
+  const op = /^[+\-^]/.test(spec) ? spec[0] : "";
+  const items = spec.slice(op.length).split(",").map((x) => x.trim()).filter(Boolean);
+  let list: string[];
+  if (op === "+") list = [...defaults, ...items];
+  else if (op === "^") list = [...items, ...defaults];
+  else if (op === "-") {
+    const drop = items.map((p) => new RegExp(`^${p.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`));
+    list = defaults.filter((c) => !drop.some((re) => re.test(c)));
+  } else list = items;
+  return [...new Set(list)].filter((c) => supported.includes(c));
 }
 
 /** IdentityAgent: "none", SSH_AUTH_SOCK (the default), $VAR, or a path with tokens. */

@@ -6,7 +6,7 @@
 import { spawn as spawnChild } from "node:child_process";
 import { connect as netConnect, type Socket } from "node:net";
 import { Duplex, type Readable } from "node:stream";
-import ssh2 from "ssh2";
+import ssh2 from "./_ssh2.ts";
 import type { ClientChannel, ConnectConfig } from "ssh2";
 import { UserError } from "../errors.ts";
 import { shellJoin } from "../util/shell.ts";
@@ -15,7 +15,7 @@ import { putVia } from "./_put.ts";
 import { explainSudoFailure } from "./_sudo.ts";
 import { addKnownHost, checkHostKey, fingerprint, keyBlobType, knownKeyTypes, replaceKnownHost, type KnownHostEntry } from "./known-hosts.ts";
 import { loadKeychain, type AuthReport, type Prompt } from "./ssh-auth.ts";
-import { expandTokens, resolveSshHost, type ResolvedSshHost } from "./ssh-config.ts";
+import { expandTokens, resolveCiphers, resolveSshHost, type ResolvedSshHost } from "./ssh-config.ts";
 import type { ExecOptions, ExecResult, RemoteProcess, SpawnOptions, Target } from "./types.ts";
 
 const { Client } = ssh2;
@@ -60,7 +60,7 @@ export interface SshConnectOptions {
   /** Keepalive: interval (default ServerAliveInterval or 15 s) and missed answers before the link counts as dead (default ServerAliveCountMax or 4). */
   keepaliveIntervalMs?: number;
   keepaliveCountMax?: number;
-  /** Ciphers to offer, best first (default: aes128-gcm@openssh.com first: fastest under Bun, see README numbers). */
+  /** Ciphers to offer, best first; beats Ciphers in the SSH config (default: DEFAULT_CIPHERS). */
   ciphers?: string[];
   /**
    * Called when the host key differs from known_hosts. Return true to replace the old entry
@@ -93,12 +93,24 @@ export interface SshTarget extends Target {
   readonly kind: "ssh";
   /** How this session authenticated (publickey, keyboard-interactive, password). */
   readonly authMethod: string;
+  /** The cipher of this side's traffic (the image's bytes), e.g. aes128-gcm@openssh.com. */
+  readonly cipher: string;
   readonly resolved: ResolvedSshHost;
   /** Resolves when the connection is gone (closed, dropped, keepalive timeout). */
   readonly closed: Promise<void>;
 }
 
-const DEFAULT_CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes192-ctr", "aes256-ctr"];
+/**
+ * chacha20-poly1305 first, as OpenSSH's own client offers: the cheapest for the board to decrypt
+ * when it has no AES instructions (Raspberry Pi 4 and older; these TCG boards: 10.9 vs 8.0 MiB/s
+ * with aes128-gcm, `bun bench/link.ts`), and the board's CPU is also the one that decompresses.
+ * On this side it is JS (_chacha20.ts, ~140 MiB/s on one core here, `--loopback`), still faster than
+ * gigabit Ethernet, and the wire mostly carries compressed bytes. A fast link to an AES-capable
+ * board wants `Ciphers ^aes128-gcm@openssh.com` (ssh2 reaches ~490 MiB/s with it here).
+ */
+const DEFAULT_CIPHERS = ["chacha20-poly1305@openssh.com", "aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes192-ctr", "aes256-ctr"];
+/** What ssh2 speaks under Bun with the chacha20 shim (CBC left out, as OpenSSH's defaults do). */
+const SUPPORTED_CIPHERS = DEFAULT_CIPHERS;
 const HOST_KEY_ALGOS = ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"];
 
 export async function connectSsh(opts: SshConnectOptions): Promise<SshTarget> {
@@ -149,7 +161,13 @@ function forwardOut(via: SshClient, to: ResolvedSshHost): Promise<Duplex> {
   return new Promise((resolve, reject) => {
     via.forwardOut("127.0.0.1", 0, to.hostname, to.port, (err, stream) => {
       if (err) reject(new UserError(`Cannot reach ${to.hostname}:${to.port} through the jump host: ${err.message}`, "Check that `ssh -J ...` works with the same hosts."));
-      else resolve(stream);
+      else {
+        // Also a correctness fix: unbuffered, a write of the inner connection runs the outer one's
+        // encryption synchronously, in the middle of ssh2's JS chacha20-poly1305 encrypt, which keeps
+        // its nonce in a module-wide buffer; chacha20 inside chacha20 then sent garbage and hung.
+        coalesceWrites(stream);
+        resolve(stream);
+      }
     });
   });
 }
@@ -163,6 +181,7 @@ function tcpConnect(r: ResolvedSshHost, timeoutMs: number): Promise<Socket> {
     }, timeoutMs);
     sock.once("connect", () => {
       clearTimeout(timer);
+      coalesceWrites(sock);
       // No setNoDelay: ssh2 writes each 32 KiB packet separately, and with Nagle off under Bun
       // that halved bulk throughput (measured 280 vs 520 MB/s into `cat >/dev/null`).
       resolve(sock);
@@ -172,6 +191,28 @@ function tcpConnect(r: ResolvedSshHost, timeoutMs: number): Promise<Socket> {
       reject(new UserError(`Cannot connect to ${r.hostname} port ${r.port}: ${e.code ?? e.message}.`, "Is the board on and reachable? Check the address, the port and `ssh -G HOST`."));
     });
   });
+}
+
+/**
+ * ssh2 writes every packet as three socket writes (length, ciphertext, MAC), and under Bun each
+ * write is a separate send: 45% of the CPU time of a bulk transfer (bun --cpu-prof, 1 GiB into a
+ * loopback sshd). Corking the stream for the rest of the tick sends what ssh2 wrote in one go:
+ * 355 -> 490 MiB/s there with aes128-gcm (`bun bench/link.ts --loopback`).
+ */
+function coalesceWrites(sock: Duplex): void {
+  const write = sock.write;
+  let corked = false;
+  sock.write = function (this: Duplex, ...args: Parameters<Duplex["write"]>) {
+    if (!corked) {
+      corked = true;
+      sock.cork();
+      process.nextTick(() => {
+        corked = false;
+        sock.uncork();
+      });
+    }
+    return write.apply(this, args);
+  } as Duplex["write"];
 }
 
 function proxyCommandSocket(r: ResolvedSshHost, log?: (m: string) => void): Duplex {
@@ -186,6 +227,8 @@ function proxyCommandSocket(r: ResolvedSshHost, log?: (m: string) => void): Dupl
 /** SSH handshake, host-key check and authentication on an open socket. */
 /** The method of each client's last auth attempt: after "ready", the one that worked (shown by `check`). */
 const AUTH_METHOD = new WeakMap<SshClient, string>();
+/** The cipher each client negotiated for what it sends (ssh2's "handshake" event). */
+const CIPHER = new WeakMap<SshClient, string>();
 
 async function handshake(r: ResolvedSshHost, sock: Duplex, opts: SshConnectOptions, chain: SshClient[]): Promise<SshClient> {
   const log = opts.log ?? (() => {});
@@ -341,6 +384,15 @@ async function handshake(r: ResolvedSshHost, sock: Duplex, opts: SshConnectOptio
     return next(false);
   };
 
+  const ciphers = opts.ciphers ?? resolveCiphers(r.ciphers, DEFAULT_CIPHERS, SUPPORTED_CIPHERS);
+  if (ciphers.length === 0) {
+    sock.destroy();
+    throw new UserError(
+      `"Ciphers ${r.ciphers}" (${r.configFiles.join(", ") || "ssh config"}) leaves no cipher flash-live can use for ${label}.`,
+      `flash-live speaks ${SUPPORTED_CIPHERS.join(", ")}; name one of them in Ciphers for this host.`,
+    );
+  }
+
   const client = new Client();
   chain.push(client);
   const keepaliveInterval = opts.keepaliveIntervalMs ?? (r.serverAliveIntervalS > 0 ? r.serverAliveIntervalS * 1000 : 15_000);
@@ -354,7 +406,7 @@ async function handshake(r: ResolvedSshHost, sock: Duplex, opts: SshConnectOptio
     readyTimeout: 0,
     keepaliveInterval,
     keepaliveCountMax,
-    algorithms: { cipher: (opts.ciphers ?? DEFAULT_CIPHERS) as never, serverHostKey: serverHostKey as never },
+    algorithms: { cipher: ciphers as never, serverHostKey: serverHostKey as never },
   };
 
   const limit = opts.handshakeTimeoutMs ?? 60_000;
@@ -392,6 +444,7 @@ async function handshake(r: ResolvedSshHost, sock: Duplex, opts: SshConnectOptio
       fail(new UserError(`SSH connection to ${label} closed during the handshake.`, "Check that `ssh HOST` works from this machine."));
     };
     client.once("ready", onReady);
+    client.on("handshake", (n: { cs?: { cipher?: string } }) => n.cs?.cipher && CIPHER.set(client, n.cs.cipher));
     client.on("error", onError);
     client.once("close", onClose);
     client.connect(config);
@@ -505,6 +558,7 @@ function createSshTarget(client: SshClient, chain: SshClient[], r: ResolvedSshHo
     resolved: r,
     closed,
     authMethod: AUTH_METHOD.get(client) ?? "?",
+    cipher: CIPHER.get(client) ?? "?",
     spawn,
     exec: run,
     put: (path, data, o) => putVia(spawn, name, path, data, o),

@@ -41,9 +41,10 @@ export class UserHome {
     return join(this.dir, ...p);
   }
 
-  async run(args: string[], opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number; onOutput?: (s: string) => void } = {}): Promise<CliResult> {
+  /** Runs flash-live from source, or `opts.cli` (e.g. a compiled binary) instead. */
+  async run(args: string[], opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number; onOutput?: (s: string) => void; cli?: string[] } = {}): Promise<CliResult> {
     const t0 = performance.now();
-    const proc = Bun.spawn([BUN, CLI, ...args], {
+    const proc = Bun.spawn([...(opts.cli ?? [BUN, CLI]), ...args], {
       cwd: opts.cwd ?? this.dir,
       env: { PATH: process.env.PATH!, HOME: this.dir, FLASH_LIVE_HARNESS: "1", CI: "true", ...opts.env },
       stdin: "ignore",

@@ -10,6 +10,8 @@ import { EM, elfMismatch, readElf } from "../../src/assets/_elf.ts";
 import { BUSYBOX_ARCHES, busyboxArchFor } from "../../src/assets/busybox.ts";
 import pkg from "../../package.json" with { type: "json" };
 import { makeDiskImage } from "../unit/customize/_images.ts";
+import { startBoard } from "../harness/board.ts";
+import { UserHome } from "./_flash-live.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const TARGETS = ["x64", "arm64"] as const;
@@ -112,6 +114,27 @@ describe.each(TARGETS)("dist/flash-live-linux-%s", (target) => {
       expect({ arch, embedded: bytes.indexOf(busybox) !== -1 }).toEqual({ arch, embedded: true });
     }
   }, RUN_TIMEOUT);
+});
+
+// ssh2 inside the binary: it must be loaded after the chacha20 shim there too (src/target/_ssh2.ts), or
+// the binary silently falls back to AES and boards without AES instructions pay for it.
+describe("dist/flash-live-linux-x64 over SSH", () => {
+  test("check on a booted board: logs in through ~/.ssh/config and negotiates chacha20-poly1305", async () => {
+    const board = await startBoard({ image: "L" });
+    const home = new UserHome();
+    try {
+      await home.trustBoard(board);
+      const r = await home.run(["check", "board", "--json"], { cli: [binary("x64")], timeoutMs: 240_000 });
+      if (r.code !== 0) console.error(r.stdout, r.stderr);
+      expect(r.code).toBe(0);
+      const doc = JSON.parse(r.stdout);
+      expect(doc.target).toMatchObject({ name: `pi@board:${board.sshPort}`, reachable: true, cipher: "chacha20-poly1305@openssh.com" });
+      expect(doc.board.arch).toBe("x86_64");
+    } finally {
+      await board.stop();
+      home.cleanup();
+    }
+  }, 300_000);
 });
 
 // busyboxFor() inside a compiled binary, with no cache and no mirror reachable: the bytes can only come

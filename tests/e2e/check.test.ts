@@ -28,7 +28,7 @@ afterAll(() => {
 /** Every key `check --json` may print (the CheckReport type, schema 1). */
 const KEYS = {
   top: ["schema", "ok", "target", "refusals", "notes", "board", "image", "plan"],
-  target: ["name", "kind", "reachable", "auth", "error"],
+  target: ["name", "kind", "reachable", "auth", "cipher", "error"],
   board: ["hostname", "user", "sudo", "arch", "model", "kernel", "os", "init", "root", "partitions", "shmAvail", "memTotal", "tools", "servicesToStop"],
   root: ["device", "fstype", "disk", "diskSize", "diskModel", "problem"],
   image: ["path", "format", "fileSize", "rawSize", "sha256", "fitsDisk", "customization", "bmap", "record"],
@@ -103,7 +103,7 @@ describe("check", () => {
     expect(t.code).toBe(0);
     const table = t.stdout;
     // The target is named as resolved from ~/.ssh/config: user@alias:port.
-    expect(table).toMatch(new RegExp(`^target\\s+pi@board:${board.sshPort}\\s+reachable`, "m"));
+    expect(table).toMatch(new RegExp(`^target\\s+pi@board:${board.sshPort}\\s+reachable \\(publickey.*, chacha20-poly1305@openssh.com\\)$`, "m"));
     expect(table).toMatch(/^user\s+pi, sudo: without password$/m);
     expect(table).toMatch(/^board\s+.*x86_64/m);
     expect(table).toMatch(/^root\s+\/dev\/vda2 \(ext4\) on \/dev\/vda 512(\.0)? MiB/m);
@@ -127,7 +127,7 @@ describe("check", () => {
     expectOnlyKnownKeys(doc.board.root, KEYS.root, "board.root");
     expectOnlyKnownKeys(doc.image, KEYS.image, "image");
     expectOnlyKnownKeys(doc.plan, KEYS.plan, "plan");
-    expect(doc).toMatchObject({ schema: 1, ok: true, refusals: [], target: { name: `pi@board:${board.sshPort}`, kind: "ssh", reachable: true } });
+    expect(doc).toMatchObject({ schema: 1, ok: true, refusals: [], target: { name: `pi@board:${board.sshPort}`, kind: "ssh", reachable: true, cipher: "chacha20-poly1305@openssh.com" } });
     const hostname = (await board.ssh("hostname")).stdout.trim();
     expect(doc.board).toMatchObject({ user: "pi", sudo: "ok", arch: "x86_64", hostname });
     expect(doc.board.root).toMatchObject({ device: "/dev/vda2", fstype: "ext4", disk: "/dev/vda", diskSize: 512 * MiB });

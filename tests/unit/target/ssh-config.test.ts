@@ -6,7 +6,7 @@ import { homedir, hostname } from "node:os";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { UserError } from "../../../src/errors.ts";
-import { expandTokens, parseDestination, resolveSshHost } from "../../../src/target/ssh-config.ts";
+import { expandTokens, parseDestination, resolveCiphers, resolveSshHost } from "../../../src/target/ssh-config.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "fl-sshcfg-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -200,4 +200,29 @@ describe("parseDestination", () => {
   for (const bad of ["", "host:abc", "@host", "host:0", "host:70000"]) {
     test(`refuses "${bad}"`, () => expect(() => parseDestination(bad)).toThrow(UserError));
   }
+});
+
+describe("resolveCiphers reads Ciphers as ssh does", () => {
+  // The oracle: `ssh -G` resolves the same value against OpenSSH's own defaults and cipher list.
+  const g = (spec?: string) => {
+    const r = spawnSync("ssh", ["-G", "-F", "/dev/null", ...(spec === undefined ? [] : ["-o", `Ciphers=${spec}`]), "x"], { encoding: "utf8" });
+    if (r.status !== 0) throw new Error(r.stderr);
+    return r.stdout.match(/^ciphers (.*)$/m)![1]!.split(",");
+  };
+  const opensshDefaults = g();
+  const opensshSupported = spawnSync("ssh", ["-Q", "cipher"], { encoding: "utf8" }).stdout.trim().split("\n");
+  for (const spec of ["aes256-ctr,aes128-gcm@openssh.com", "+aes128-cbc", "-aes*-ctr", "-*gcm*,chacha20-poly1305@openssh.com", "^aes256-gcm@openssh.com,aes128-ctr"]) {
+    test(`Ciphers ${spec}`, () => {
+      expect(resolveCiphers(spec, opensshDefaults, opensshSupported)).toEqual(g(spec));
+    });
+  }
+  test("a config's Ciphers reaches the resolved host; what the client lacks is dropped", () => {
+    const f = join(dir, "ciphers.conf");
+    writeFileSync(f, "Host c\n  Ciphers ^chacha20-poly1305@openssh.com\n");
+    expect(resolveSshHost("c", { configFile: f }).ciphers).toBe("^chacha20-poly1305@openssh.com");
+    expect(resolveSshHost("pi", { configFile: cfg }).ciphers).toBeUndefined();
+    expect(resolveCiphers("aes128-cbc,aes128-ctr", ["x"], ["aes128-ctr"])).toEqual(["aes128-ctr"]);
+    expect(resolveCiphers("3des-cbc", ["x"], ["aes128-ctr"])).toEqual([]);
+    expect(resolveCiphers(undefined, ["a", "b"], ["a"])).toEqual(["a", "b"]);
+  });
 });

@@ -339,6 +339,34 @@ describe("commands", () => {
     }
   });
 
+  test("every cipher flash-live speaks, chacha20 included, carries 3 MiB intact (Ciphers from the config)", async () => {
+    const data = randomBytes(3 << 20);
+    const want = createHash("sha256").update(data).digest("hex");
+    for (const cipher of ["chacha20-poly1305@openssh.com", "aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr"]) {
+      const t = await connectSsh(opts({ sshConfigFile: config(`IdentityAgent none\nCiphers ${cipher}\n`) }));
+      try {
+        expect(t.cipher).toBe(cipher);
+        const p = await t.spawn(["sha256sum"]);
+        let out = "";
+        p.stdout.on("data", (c: Buffer) => (out += c));
+        // Odd-sized writes: packets of every length, not only full 32 KiB ones.
+        for (let off = 0, n = 1; off < data.length; off += n, n = (n * 7 + 13) % 200_000 || 1) p.stdin.write(data.subarray(off, off + n));
+        p.stdin.end();
+        expect(await p.exited).toBe(0);
+        expect(out.split(" ")[0]).toBe(want);
+      } finally {
+        await t.close();
+      }
+    }
+    const t = await connectSsh(opts());
+    expect(t.cipher).toBe("chacha20-poly1305@openssh.com"); // the default, as with OpenSSH
+    await t.close();
+    const e = await connectSsh(opts({ sshConfigFile: config("IdentityAgent none\nCiphers 3des-cbc\n") })).catch((x) => x);
+    expect(e).toBeInstanceOf(UserError);
+    expect(e.message).toContain('"Ciphers 3des-cbc"');
+    expect(e.hint).toContain("chacha20-poly1305@openssh.com");
+  });
+
   test("a non-root login runs root commands through sudo -n", async () => {
     if (!haveNonRoot) throw new Error(`could not create the test user ${NONROOT}`);
     const t = await connectSsh(opts({ destination: `${NONROOT}@127.0.0.1:${sshd.port}` }));
