@@ -264,11 +264,22 @@ async function handshake(r: ResolvedSshHost, sock: Duplex, opts: SshConnectOptio
     : undefined;
 
   let hostKeyError: Error | undefined;
+  let trusted: Buffer | undefined;
   const hostVerifier = (key: Buffer, verify: (ok: boolean) => void) => {
-    verifyHostKey(key).then(verify, (e: Error) => {
-      hostKeyError = e;
-      verify(false);
-    });
+    // A rekey (OpenSSH's RekeyLimit: after 1 GiB with chacha20) asks again. Answer at once: ssh2
+    // answered from a later microtask mid-rekey sends packets under the wrong keys and sshd drops
+    // the connection ("Bad packet length"; node 20 and Bun alike). The key must be the same one.
+    if (trusted) return verify(key.equals(trusted));
+    verifyHostKey(key).then(
+      (ok) => {
+        if (ok) trusted = Buffer.from(key);
+        verify(ok);
+      },
+      (e: Error) => {
+        hostKeyError = e;
+        verify(false);
+      },
+    );
   };
   const verifyHostKey = async (key: Buffer): Promise<boolean> => {
     const q = { host: r.hostname, port: r.port, key, files, alias: r.hostKeyAlias };

@@ -367,6 +367,39 @@ describe("commands", () => {
     expect(e.hint).toContain("chacha20-poly1305@openssh.com");
   });
 
+  test("rekeying mid-stream (the server's RekeyLimit: OpenSSH rekeys chacha20 after 1 GiB) keeps the connection and every byte, each cipher", async () => {
+    // A small limit makes the server start several key exchanges inside 3 MiB, in both directions.
+    const s = await startSshd({ extra: ["RekeyLimit 256K"] });
+    s.authorize(idTest.pub);
+    const data = randomBytes(3 << 20);
+    const want = createHash("sha256").update(data).digest("hex");
+    try {
+      const kh = trustedKnownHosts(s);
+      for (const cipher of ["chacha20-poly1305@openssh.com", "aes128-gcm@openssh.com", "aes128-ctr"]) {
+        const t = await connectSsh(opts({ destination: `root@127.0.0.1:${s.port}`, knownHostsFile: kh, sshConfigFile: config(`IdentityAgent none\nCiphers ${cipher}\n`) }));
+        try {
+          const p = await t.spawn(["sh", "-c", "sha256sum; head -c 1048576 /dev/zero"]);
+          let out = "";
+          let outBytes = 0;
+          p.stdout.on("data", (c: Buffer) => {
+            outBytes += c.length;
+            if (out.length < 64) out += c.subarray(0, 64).toString("latin1");
+          });
+          for (let off = 0; off < data.length; off += 65536) p.stdin.write(data.subarray(off, off + 65536));
+          p.stdin.end();
+          // Before the fix: null (sshd: "Bad packet length", the connection dropped).
+          expect(await p.exited).toBe(0);
+          expect([cipher, out.slice(0, 64)]).toEqual([cipher, want]);
+          expect(outBytes).toBe(68 + (1 << 20)); // "HASH  -\n" then the zeros
+        } finally {
+          await t.close();
+        }
+      }
+    } finally {
+      await s.stop();
+    }
+  });
+
   test("a non-root login runs root commands through sudo -n", async () => {
     if (!haveNonRoot) throw new Error(`could not create the test user ${NONROOT}`);
     const t = await connectSsh(opts({ destination: `${NONROOT}@127.0.0.1:${sshd.port}` }));
