@@ -4,7 +4,9 @@
  * busybox xzcat ~17 MiB/s) and on a fast board with a slow link, where the answers must differ.
  */
 import { describe, expect, test } from "bun:test";
-import { estimateTransports, pickTransport, type Rates, type TransportInput } from "../../../src/core/transport.ts";
+import { Readable, Writable } from "node:stream";
+import { estimateTransports, measureLink, pickTransport, type Rates, type TransportInput } from "../../../src/core/transport.ts";
+import type { Target } from "../../../src/target/types.ts";
 import { planFlash } from "../../../src/core/plan.ts";
 
 const MiB = 1 << 20;
@@ -95,5 +97,85 @@ describe("the plan follows the transport", () => {
     expect(z).toMatchObject({ codec: "gz", transport: "gzip" });
     const r = planFlash({ facts, image: { ...image, format: "raw", fileSize: 320 * MiB }, local: false, mode: "auto", servicePatterns: [], transport: "raw" });
     expect(r).toMatchObject({ codec: "raw", transport: "as-is", transcode: false });
+  });
+});
+
+/**
+ * measureLink against a fake board whose stdin drains at a set rate behind a 2 MiB window, after a
+ * slow start (what TCP and a TCG guest's receive window do): the steady rate, not the ramp.
+ */
+describe("measureLink", () => {
+  function drainingTarget(rate: number, slowStart: { bytes: number; rate: number }, window = 2 * MiB, busy?: { ms: number; rate: number }) {
+    let consumed = 0;
+    let exitCode: (c: number) => void = () => {};
+    const spawned: string[][] = [];
+    const target = {
+      async spawn(argv: readonly string[]) {
+        spawned.push([...argv]);
+        const exited = new Promise<number | null>((r) => (exitCode = r));
+        // Bytes in the window drain continuously at the rate (the slow-start rate at first).
+        let queued = 0;
+        let last = performance.now();
+        const born = performance.now();
+        const rateNow = () => (consumed < slowStart.bytes ? slowStart.rate : busy && performance.now() - born < busy.ms ? busy.rate : rate);
+        const drain = () => {
+          const now = performance.now();
+          const d = Math.min(queued, ((now - last) / 1000) * rateNow());
+          queued -= d;
+          consumed += d;
+          last = now;
+        };
+        const stdin = new Writable({
+          highWaterMark: 0,
+          write(chunk: Buffer, _enc, cb) {
+            const take = () => {
+              drain();
+              if (queued + chunk.length <= window) {
+                queued += chunk.length;
+                cb();
+              } else setTimeout(take, Math.max(1, ((queued + chunk.length - window) / rateNow()) * 1000));
+            };
+            take();
+          },
+          final(cb) {
+            cb();
+            const fin = () => {
+              drain();
+              if (queued < 1) exitCode(0);
+              else setTimeout(fin, Math.max(1, (queued / rateNow()) * 1000));
+            };
+            fin();
+          },
+        });
+        return { stdin, stdout: Readable.from([]), stderr: Readable.from([]), exited, kill() {} };
+      },
+    } as unknown as Target;
+    return { target, spawned };
+  }
+
+  test("a 40 MiB/s link after a 2 MiB/s start (2 MiB): ~40 MiB/s, within a few seconds, into the staged busybox's dd", async () => {
+    const { target, spawned } = drainingTarget(40 * MiB, { bytes: 2 * MiB, rate: 2 * MiB });
+    const t = performance.now();
+    const rate = await measureLink(target, "/dev/shm/x/busybox", new Uint8Array(8 * MiB), { budgetMs: 1500 });
+    expect(rate / MiB).toBeGreaterThan(34);
+    expect(rate / MiB).toBeLessThan(46);
+    expect(performance.now() - t).toBeLessThan(6000);
+    expect(spawned[0]).toEqual(["sh", "-c", 'exec "$1" dd of=/dev/null bs=65536 2>/dev/null', "sh", "/dev/shm/x/busybox"]);
+  });
+
+  test("a board busy for the first 1.5 s (3 MiB/s), then 12 MiB/s: the best second counts, not the average", async () => {
+    const { target } = drainingTarget(12 * MiB, { bytes: 0, rate: 12 * MiB }, 2 * MiB, { ms: 1500, rate: 3 * MiB });
+    const rate = await measureLink(target, "bb", new Uint8Array(8 * MiB));
+    expect(rate / MiB).toBeGreaterThan(10);
+    expect(rate / MiB).toBeLessThan(14);
+  });
+
+  test("a slow link (1.5 MiB/s): measured after the first 0.75 s, not after 4 MiB", async () => {
+    const { target } = drainingTarget(1.5 * MiB, { bytes: 0, rate: 1.5 * MiB });
+    const t = performance.now();
+    const rate = await measureLink(target, "bb", new Uint8Array(8 * MiB), { budgetMs: 1500 });
+    expect(rate / MiB).toBeGreaterThan(1.3);
+    expect(rate / MiB).toBeLessThan(1.7);
+    expect(performance.now() - t).toBeLessThan(6000);
   });
 });
