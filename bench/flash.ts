@@ -472,7 +472,7 @@ async function runCli(home: UserHome, args: string[], log: string, timeoutMs = 1
   const t = performance.now();
   const proc = Bun.spawn([process.execPath, CLI, ...args], {
     cwd: home.dir,
-    env: { PATH: process.env.PATH!, HOME: home.dir, FLASH_LIVE_HARNESS: "1", CI: "true" },
+    env: { PATH: process.env.PATH!, HOME: home.dir, FLASH_LIVE_HARNESS: "1", CI: "true", ...(process.env.CONSOLA_LEVEL ? { CONSOLA_LEVEL: process.env.CONSOLA_LEVEL } : {}) },
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
@@ -522,7 +522,10 @@ async function flashLive(id: CaseId, board: Board, home: BenchHome, file: string
   const r = await runCli(home, ["flash", "board", file, "--yes", "--accept-new-host-key", ...args], `${id}.log`);
   watch.stop();
   const w = await watch.result;
-  if (r.code !== 0) throw new Error(`flash-live exited ${r.code}: ${lastLines(r.stdout + r.stderr)}`);
+  if (r.code !== 0) {
+    writeFileSync(join(logDir, `${id}-serial.log`), board.serialLog());
+    throw new Error(`flash-live exited ${r.code}: ${lastLines(r.stdout + r.stderr)} (board console: ${id}-serial.log)`);
+  }
   const all = r.stdout + r.stderr;
   const done = all.match(/done in \S+: .* written to \S+, ([\d.]+ \w+) sent, verify (\w+)/);
   if (!done) throw new Error(`no "done in" line: ${lastLines(all)}`);

@@ -121,6 +121,7 @@ finish() {
     # The old root is frozen and partly overwritten: there is nothing to go back to. Reboot at
     # once, without sync (old dirty pages would land in the new image); everything meant to
     # survive was flushed to the device already.
+    trap '' HUP PIPE INT TERM
     at "reboot"
     "$BB" sleep 1
     echo b > /proc/sysrq-trigger
@@ -167,6 +168,11 @@ done
 # ---- point of no return --------------------------------------------------------------------------
 at "phase write"
 committed=1
+# From here on the helper must reach the reboot whatever happens to its session (the link drops;
+# sshd and sudo run from the old root, which is being overwritten). Without these, the hang-up or
+# the next "@" line into the dead pipe would end the helper and leave the board on its half-
+# overwritten old system. The sending side then learns the verify result from the flash record.
+trap '' HUP PIPE
 t_write=$("$BB" date +%s)
 echo "$FREEZE_LIST" | while IFS= read -r mp; do
   [ -n "$mp" ] || continue
@@ -177,8 +183,9 @@ for p in $(partitions); do
 done
 
 # The write: decompressor | dd, nothing else in the data path (each pipe stage costs a slow board
-# CPU as much as the decompression). busybox dd reports records, not bytes, so each byte count is
-# proven by the record count, and the input must end right after SIZE bytes.
+# CPU as much as the decompression). Buffered, not O_DIRECT: the kernel writes back while dd reads
+# the next block, so decoding and the disk overlap. busybox dd reports records, not bytes, so each
+# byte count is proven by the record count, and the input must end right after SIZE bytes.
 BS=4194304
 # Exactly $1 bytes from stdin: to the disk at offset $2, or discarded (no $2): $1/4M full records,
 # then one partial one if there is a remainder (iflag=count_bytes reads no further than asked, so
@@ -251,14 +258,15 @@ if [ -n "$PATCH" ]; then
   apply_extents "$PATCH" "$PATCH.bin" || { at "error writing the customization sectors failed"; exit 1; }
 fi
 "$BB" blockdev --flushbufs "$DISK"
-# Read-back must come from the device, not the page cache: flushbufs invalidates the disk's cache,
-# drop_caches the rest.
-echo 3 > /proc/sys/vm/drop_caches 2>/dev/null
+# Read-back must come from the device, not the page cache: flushbufs (BLKFLSBUF) writes back and
+# drops the disk's cache, and the read-back uses O_DIRECT. Not drop_caches: it would also evict the
+# old root's file pages, which the running sshd, sudo and systemd would then fault back in from the
+# overwritten disk.
 
 verify_all() { # prints the bad ranges, one per line
   while read -r off len want; do
     [ -n "$off" ] || continue
-    got=$("$BB" dd if="$DISK" bs=1M iflag=skip_bytes,count_bytes skip="$off" count="$len" 2>/dev/null |
+    got=$("$BB" dd if="$DISK" bs=1M iflag=skip_bytes,count_bytes,direct skip="$off" count="$len" 2>/dev/null |
       "$BB" md5sum | "$BB" awk '{print $1}')
     if [ "$got" != "$want" ]; then echo "$off $len $want"; fi
   done < "$1"
@@ -314,7 +322,6 @@ if [ -n "$RECORD" ]; then
     "$BB" cat "$WORK/record.pad"
   } | "$BB" dd of="$DISK" bs=512 count=1 seek=$((RECORD / 512)) iflag=fullblock conv=notrunc,fsync 2>/dev/null
   "$BB" blockdev --flushbufs "$DISK"
-  echo 3 > /proc/sys/vm/drop_caches 2>/dev/null
   if "$BB" dd if="$DISK" bs=512 count=1 skip=$((RECORD / 512)) 2>/dev/null | "$BB" grep -q "^verify=$verify_result\$"; then
     at "record-written $RECORD"
   else

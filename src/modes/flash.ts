@@ -359,7 +359,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
     }
     // The session ends when the helper exits (pre-commit failure), or when the board resets.
     const exited = proc.exited;
-    const state = await Promise.race([follower.done, exited.then(() => follower.snapshot())]);
+    const state = await Promise.race([follower.done, exited.then((code) => ({ ...follower.snapshot(), sessionStatus: code }))]);
     proc.kill();
     return state;
   });
@@ -373,7 +373,16 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
   }
   if (outcome.error) ctx.warnings.push(outcome.error);
   if (outcome.recordProblem) ctx.warnings.push(`flash record: ${outcome.recordProblem}`);
-  const verified = outcome.verify;
+  // The session can end after the point of no return (the link drops; sshd and sudo run from the
+  // old root, which is being overwritten). The helper ignores the hang-up and goes on (verify,
+  // record, reboot); its verdict then comes from the record.
+  const sessionLost = !outcome.rebooting && outcome.exitCode === undefined && !outcome.error;
+  if (sessionLost) {
+    log.warn(
+      `the SSH session ended after the write began (${typeof outcome.sessionStatus === "number" ? `exit status ${outcome.sessionStatus}` : "no exit status: the connection dropped"}), before the helper reported its result; the helper carries on by itself (verify, flash record, reboot). Waiting for the board: the flash record will say whether the read-back matched.`,
+    );
+  }
+  let verified = outcome.verify;
   if (verified === "failed") {
     throw new UserError(
       `VERIFICATION FAILED: after the write, ${plan.diskPath} does not hold the image; bad ranges (offset+length): ${outcome.badRanges}.`,
@@ -391,11 +400,32 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
   if (!o.local && o.reconnect) {
     after = await phase("wait", async () => {
       await o.target.close().catch(() => {});
-      return waitForBoard(o.reconnect!, facts.bootId, log, custom ? o.newUser : undefined);
+      const written = sessionLost
+        ? "The image was written; whether it was verified is unknown (the session ended first)."
+        : verified === "skipped"
+          ? "The image was written (not read back: --no-verify)."
+          : "The image was written and verified before the reboot.";
+      return waitForBoard(o.reconnect!, facts.bootId, log, custom ? o.newUser : undefined, { written });
     });
   }
   let record: FlashResult["record"];
   if (after && boot?.record) record = await readRecordBack(o.reconnect!, after.user, boot.record.flashId, log, ctx.warnings);
+  if (sessionLost) {
+    const v = record?.["flash-id"] === boot?.record?.flashId ? record?.verify : undefined;
+    if (v === "ok" || v === "repaired" || v === "failed" || (v === "skipped" && !o.verify)) verified = v;
+    else if (o.verify) {
+      throw new UserError(
+        `The flash's result is unknown: the SSH session ended during the write and ${boot?.record ? "the flash record could not be read back" : "there is no flash record (--no-record)"}, so nothing confirms the read-back.`,
+        "Re-flash the board (the write may be incomplete), or check the disk against the image by other means.",
+      );
+    }
+    if (verified === "failed") {
+      throw new UserError(
+        `VERIFICATION FAILED: the flash record on the board says the read-back did not match the image (bad ranges: ${record?.["bad-ranges"] ?? "?"}).`,
+        "Re-flash it; if this repeats, suspect the disk (SD cards wear out).",
+      );
+    }
+  }
   const res: FlashResult = {
     facts,
     plan,
@@ -482,6 +512,8 @@ interface HelperState {
   recordProblem?: string;
   error?: string;
   exitCode?: number;
+  /** When the session ended before the helper said it was done: its exit status (null: no status, the connection dropped). */
+  sessionStatus?: number | null;
 }
 
 /** Parse the helper's "@..." lines, draw the write progress, and resolve when the helper is done. */
@@ -575,7 +607,13 @@ export async function waitForBoard(
   oldBootId: string,
   log: { start: (msg: string) => void; success: (msg: string) => void },
   newUser?: string,
-  { timeoutMs = 15 * 60_000, pollMs = 3000, refusedLimitMs = 120_000 } = {},
+  {
+    timeoutMs = 15 * 60_000,
+    pollMs = 3000,
+    refusedLimitMs = 120_000,
+    /** What is known of the disk, for the hints of the errors below. */
+    written = "The image was written and verified before the reboot.",
+  } = {},
 ) {
   const start = performance.now();
   log.start("waiting for the board to come back");
@@ -601,7 +639,7 @@ export async function waitForBoard(
         if (e instanceof HostKeyError && e.kind === "changed") {
           throw new UserError(
             `The board is back, with a new SSH host key (expected after a re-flash: the new image has its own keys). known_hosts was left unchanged, so flash-live cannot log in to confirm what it runs.`,
-            `${e.hint}\nNext time pass --accept-new-host-key, or keep-host-keys=true in the config to carry the old keys over. The image was written and verified before the reboot.`,
+            `${e.hint}\nNext time pass --accept-new-host-key, or keep-host-keys=true in the config to carry the old keys over. ${written}`,
           );
         }
         if (e instanceof UserError && /host key/i.test(e.message)) throw e;
@@ -617,12 +655,15 @@ export async function waitForBoard(
       if (performance.now() - refusedSince > refusedLimitMs) {
         throw new UserError(
           `The board is back (its SSH server answers) but refuses every login flash-live can try: ${lastErr}`,
-          `The image was written and verified before the reboot. The new image decides who may log in: use the user and key it (or your config's user=/ssh-authorized-keys) set up.`,
+          `${written} The new image decides who may log in: use the user and key it (or your config's user=/ssh-authorized-keys) set up.`,
         );
       }
     } else refusedSince = undefined;
   }
-  throw new UserError(`The board did not come back within ${fmtDuration(timeoutMs / 1000)} (last error: ${lastErr}).`, "Check its console; the image was written and verified before the reboot.");
+  throw new UserError(
+    `The board did not come back with a new boot within ${fmtDuration(timeoutMs / 1000)}${lastErr ? ` (last error: ${lastErr})` : " (it still answered with its old boot_id)"}.`,
+    `Check its console. ${written} If it still runs its old system, power-cycle it.`,
+  );
 }
 
 /**
