@@ -1,10 +1,11 @@
 #!/usr/bin/env bun
 /**
  * Build (or reuse from the cache) the QEMU board images the e2e tests and the demo use.
- *   bun scripts/build-boards.ts            all images
- *   bun scripts/build-boards.ts A L L2     some
+ *   bun scripts/build-boards.ts            all images, and the arm64 builds of L and L2
+ *   bun scripts/build-boards.ts A L L2     some (x86 only)
  * Cache: $FLASH_LIVE_BOARD_CACHE or /var/cache/flash-live-boards. Needs root (debootstrap, chroot).
  */
+import { ensureArm64Image } from "../tests/harness/build-arm64.ts";
 import { ensureImage } from "../tests/harness/build-image.ts";
 import { IMAGE_NAMES, isImageName } from "../tests/harness/recipes.ts";
 
@@ -15,11 +16,13 @@ if (unknown.length > 0) {
   process.exitCode = 2;
 } else {
   const t0 = performance.now();
-  for (const name of names.length > 0 ? names.filter(isImageName) : IMAGE_NAMES) {
-    const img = await ensureImage(name);
+  const builds = (names.length > 0 ? names.filter(isImageName) : IMAGE_NAMES).map((n) => [n, () => ensureImage(n)] as const);
+  if (names.length === 0) builds.push(["L", () => ensureArm64Image("L")], ["L2", () => ensureArm64Image("L2")]);
+  for (const [name, build] of builds) {
+    const img = await build();
     const mib = (n: number) => `${(n / 1048576).toFixed(0)} MiB`;
     console.log(
-      `${img.name.padEnd(8)} ${img.buildSeconds > 0 ? `built in ${img.buildSeconds} s` : "cached"}  raw ${mib(img.sizes.raw)}  xz ${mib(img.sizes.xz)}  gz ${mib(img.sizes.gz)}  zst ${mib(img.sizes.zst)}  ${img.raw}`,
+      `${(img.raw.endsWith("-arm64.img") ? `${name}-arm64` : name).padEnd(8)} ${img.buildSeconds > 0 ? `built in ${img.buildSeconds} s` : "cached"}  raw ${mib(img.sizes.raw)}  xz ${mib(img.sizes.xz)}  gz ${mib(img.sizes.gz)}  zst ${mib(img.sizes.zst)}  ${img.raw}`,
     );
   }
   console.log(`total ${((performance.now() - t0) / 1000).toFixed(1)} s`);

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 DEBIAN_PACKAGES=(
   qemu-system-x86 qemu-system-arm qemu-utils qemu-user-static   # boards, arm64 binary check
   debootstrap mtools dosfstools fdisk e2fsprogs                 # board images (no loop mounts)
+  cpio kmod                                                     # the arm64 board's initramfs and depmod
   busybox-static xz-utils zstd bzip2 gzip                       # image formats
   openssh-client openssh-server                                 # SSH tests against a real sshd
   libc6-arm64-cross                                             # qemu-aarch64 -L for the arm64 binary

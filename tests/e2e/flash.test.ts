@@ -7,77 +7,14 @@
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
-import { basename, join } from "node:path";
+import { join } from "node:path";
 import { loadBmap } from "../../src/image/bmap.ts";
-import { type Board, startBoard } from "../harness/board.ts";
 import { ensureImage } from "../harness/build-image.ts";
-import type { ImageName } from "../harness/recipes.ts";
-import { type CliResult, UserHome } from "./_flash-live.ts";
+import { boardWithHome, cleanupHomes, flashAndProve, stopBoards } from "./_prove.ts";
 import { flashedSectors } from "./_record.ts";
 
-const boards: Board[] = [];
-const homes: UserHome[] = [];
-afterEach(async () => {
-  for (const b of boards.splice(0)) await b.stop();
-});
-afterAll(() => {
-  for (const h of homes.splice(0)) h.cleanup();
-});
-
-export const results: { name: string; seconds: number; bytesSent?: string }[] = [];
-
-/** Flash `image` onto a running board and check bytes, boot, marker. */
-export async function flashAndProve(opts: {
-  board: Board;
-  home: UserHome;
-  image: ImageName;
-  file: "raw" | "gz" | "xz" | "zst";
-  args: string[];
-  env?: Record<string, string>;
-  /** What the read-back finds: "repaired" when a fault is injected in ramfs mode. */
-  verify?: "ok" | "repaired";
-}): Promise<CliResult> {
-  const { board, home } = opts;
-  const img = await ensureImage(opts.image);
-  const before = await board.bootId();
-  const file = img[opts.file];
-  const t0 = performance.now();
-  const dump = home.path(`patch-${opts.image}-${opts.file}`);
-  const cli = home.run(["flash", "board", file, "--yes", ...opts.args], { env: { FLASH_LIVE_TEST_PATCH_OUT: dump, ...opts.env } });
-  await board.waitHeld(600_000);
-  const held = (performance.now() - t0) / 1000;
-  // The image, plus the record file's FAT entries and its sector as the board wrote it: nothing else.
-  const { patches } = await flashedSectors(board, img, dump, opts.verify ?? "ok").catch(async (e) => {
-    await board.resume();
-    const r = await cli;
-    console.error(r.stdout, r.stderr);
-    throw e;
-  });
-  const cmp = await board.compareDisk(img.raw, { patches });
-  expect(cmp).toMatchObject({ equal: true, differingSectors: 0 });
-  await board.resume();
-  const r = await cli;
-  if (r.code !== 0) console.error(r.stdout, r.stderr);
-  expect(r.code).toBe(0);
-  const after = await board.waitForReboot(before);
-  expect(after).not.toBe(before);
-  expect((await board.ssh("cat /etc/image-id")).stdout.trim()).toBe(img.marker);
-  // The record survived the reboot, and flash-live read it back from the booted board.
-  expect(r.stdout + r.stderr).toContain(`flash record on the board (/boot/firmware/flash-live.txt): verify ${opts.verify ?? "ok"}, ${basename(file)}`);
-  // For the closing note: wall time to the reset, and bytes on the wire vs the file's size.
-  const done = /done in [^\n]*/.exec(r.stdout + r.stderr)?.[0];
-  console.log(`[flash e2e] ${opts.image}.${opts.file} (${img.sizes[opts.file]} B) ${opts.args.join(" ")}: flash to reset ${held.toFixed(1)} s; ${done}`);
-  return r;
-}
-
-async function boardWithHome(image: ImageName, disk: "virtio" | "nvme" = "virtio") {
-  const board = await startBoard({ image, disk, holdAtReboot: true });
-  boards.push(board);
-  const home = new UserHome();
-  homes.push(home);
-  await home.trustBoard(board);
-  return { board, home };
-}
+afterEach(stopBoards);
+afterAll(cleanupHomes);
 
 // Between the write and the read-back, the harness-only fault hook zeroes 1 MiB at 100 MiB.
 const FAULT = '"$2" dd if=/dev/zero of="$1" bs=1M count=1 seek=100 conv=notrunc,fsync 2>/dev/null';
@@ -174,6 +111,18 @@ function findHole(ranges: { offset: number; length: number }[], size: number, en
 }
 
 describe("verification", () => {
+  test("stream: the SSH session dies after the write; the helper still verifies and reboots, the verdict comes from the record", async () => {
+    const { board, home } = await boardWithHome("L");
+    // Between the write and the read-back, the fault hook kills every sshd session on the board:
+    // the helper's stdout is gone, and flash-live's connection with it.
+    const KILL = '"$2" killall -9 sshd-session; "$2" sleep 1';
+    const r = await flashAndProve({ board, home, image: "L2", file: "gz", args: ["--stream", "--accept-new-host-key"], env: { FLASH_LIVE_TEST_FAULT: KILL } });
+    const out = r.stdout + r.stderr;
+    expect(out).toContain("the SSH session ended after the write began");
+    expect(out).not.toContain("verified: every byte");
+    expect(out).toMatch(/done in \S+: 320 MiB written to \/dev\/vda, .* sent, verify ok/);
+  });
+
   test("stream: a corrupted range is reported, the run fails", async () => {
     const { board, home } = await boardWithHome("L");
     const img = await ensureImage("L2");

@@ -2,6 +2,7 @@ import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { HarnessCommandError, log, run, type RunResult, since, sleep } from "./_run.ts";
+import { ensureArm64Image } from "./build-arm64.ts";
 import { type BoardImage, ensureImage } from "./build-image.ts";
 import { hashOf } from "./build-tree.ts";
 import { ensureCached, isAlive } from "./cache.ts";
@@ -63,6 +64,8 @@ export interface ExtraDisk {
 
 export interface BoardOptions {
   image: ImageName;
+  /** "arm64": the image's arm64 build (light images only) on qemu-system-aarch64 -M virt, cold boots only. */
+  arch?: "x86_64" | "arm64";
   disk?: DiskBus;
   /** Bytes; default 2 GiB for systemd images, 512 MiB for light ones. Must be >= the image size. */
   diskSize?: number;
@@ -115,15 +118,17 @@ export interface BoardTimings {
 
 export async function startBoard(opts: BoardOptions): Promise<Board> {
   reapOrphans();
-  const image = await ensureImage(opts.image);
+  const arch = opts.arch ?? "x86_64";
+  const image = arch === "arm64" ? await ensureArm64Image(opts.image) : await ensureImage(opts.image);
   const recipe = IMAGES[opts.image];
   const bus = opts.disk ?? "virtio";
   const size = opts.diskSize ?? (recipe.flavor === "systemd" ? 2 * GiB : 512 * MiB);
   if (size < image.sizes.raw) throw new Error(`diskSize ${size} is smaller than image ${opts.image} (${image.sizes.raw} bytes) it must run`);
   if (bus === "sd" && (size & (size - 1)) !== 0) throw new Error(`QEMU SD cards must be a power of two in size, not ${size}`);
-  const useSnapshot = opts.snapshot === undefined || opts.snapshot === "auto" ? bus === "virtio" : opts.snapshot;
+  const useSnapshot = opts.snapshot === undefined || opts.snapshot === "auto" ? bus === "virtio" && arch === "x86_64" : opts.snapshot;
+  if (arch === "arm64" && (useSnapshot || bus !== "virtio")) throw new Error("arm64 boards cold-boot from a virtio disk only");
   if (useSnapshot && bus !== "virtio") throw new Error(`${bus} boards cannot start from a snapshot (QEMU 7.2: nvme is not migratable; a restored sdhci-pci loses its registers)`);
-  const machine: MachineConfig = { bus, diskSize: size, memMiB: opts.memMiB ?? 1024 };
+  const machine: MachineConfig = { arch, bus, diskSize: size, memMiB: opts.memMiB ?? 1024 };
   const { keyPath } = await ensureSuiteKey();
 
   const board = new Board(image, machine, opts, keyPath);
@@ -488,6 +493,7 @@ export async function makeDataDisk(fromDir: string, out: string, opts: { sizeMiB
 // --- internal ---
 
 interface MachineConfig {
+  arch: "x86_64" | "arm64";
   bus: DiskBus;
   diskSize: number;
   memMiB: number;
@@ -522,21 +528,29 @@ function qemuArgs(m: MachineConfig, r: RunArgs): string[] {
     nvme: ["-device", "nvme,drive=d0,serial=flashlive0"],
     sd: ["-device", "sdhci-pci", "-device", "sd-card,drive=d0"],
   }[m.bus];
+  const x86 = m.arch === "x86_64";
   const args = [
-    "qemu-system-x86_64",
-    // RDRAND (emulated by TCG) lets the guest's CRNG be ready at once: sshd never waits for entropy.
-    // Not `-cpu max`: its AVX2 emulation is new in QEMU 7.2, and every guest xz/zstd/ssh would run it.
-    // Nehalem (SSE4.2): the floor of Bun's baseline x64 build, which local-mode tests run on the board.
-    "-M", "pc", "-accel", "tcg", "-cpu", "Nehalem,+rdrand", "-smp", "1", "-m", String(m.memMiB),
-    "-nodefaults", "-display", "none", "-no-reboot", "-rtc", "base=utc",
+    ...(x86
+      ? [
+        "qemu-system-x86_64",
+        // RDRAND (emulated by TCG) lets the guest's CRNG be ready at once: sshd never waits for entropy.
+        // Not `-cpu max`: its AVX2 emulation is new in QEMU 7.2, and every guest xz/zstd/ssh would run it.
+        // Nehalem (SSE4.2): the floor of Bun's baseline x64 build, which local-mode tests run on the board.
+        "-M", "pc", "-accel", "tcg", "-cpu", "Nehalem,+rdrand",
+      ]
+      // arm64: the kernel's console is the PL011 (ttyAMA0, in the image's cmdline.txt).
+      : ["qemu-system-aarch64", "-M", "virt", "-accel", "tcg", "-cpu", "cortex-a72"]),
+    "-smp", "1", "-m", String(m.memMiB),
+    "-nodefaults", "-display", "none", "-no-reboot", ...(x86 ? ["-rtc", "base=utc"] : []),
     "-chardev", `file,id=ser0,path=${r.serialLog},append=on`, "-serial", "chardev:ser0",
     "-qmp", `unix:${r.qmpSocket},server=on,wait=off`,
     "-kernel", r.boot.kernel, ...(r.boot.initrd ? ["-initrd", r.boot.initrd] : []), "-append", r.boot.cmdline,
     "-drive", disk, ...busArgs,
     "-netdev", `user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:${r.sshPort}-:22`, "-device", "virtio-net-pci,netdev=n0",
     "-device", "virtio-rng-pci",
-    "-device", "qemu-xhci,id=xhci",
+    ...(x86 ? ["-device", "qemu-xhci,id=xhci"] : []),
   ];
+  if (!x86 && (r.incoming || r.extras.length > 0)) throw new Error("arm64 boards have no snapshots and no extra disks");
   if (r.incoming) {
     args.push("-incoming", r.incoming);
   } else {
