@@ -34,7 +34,7 @@ export async function connectTarget(o: ConnectOptions): Promise<Target> {
     acceptNewHostKey: o.config.acceptNewHostKey ?? false,
     interactive: o.interactive,
     prompt: o.interactive ? ask : undefined,
-    // Known-hosts notes and why a connection ended (ssh2's error), for --debug runs (CONSOLA_LEVEL=4).
+    // Known-hosts notes and why a connection ended (ssh2's error), shown with CONSOLA_LEVEL=4.
     log: (m) => consola.debug(m),
     onHostKeyChanged: o.afterFlash
       ? async (change) => {
