@@ -1,7 +1,7 @@
-import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { log, run, since } from "./_run.ts";
+import { ASSEMBLE_DISK, assembleDisk, idsFor } from "./assemble-disk.ts";
 import type { BoardImage } from "./build-image.ts";
 import { hashOf, ROOTFS_DIR } from "./build-tree.ts";
 import { ensureCached } from "./cache.ts";
@@ -14,8 +14,8 @@ import { BOARD_MARKER_PATH, BOARD_MARKER_TEXT, BOARD_USERS, IMAGES, type ImageNa
  * with Debian trixie's arm64 packages. Built with no emulation at all: `debootstrap --foreign` only
  * downloads and checks the packages, every .deb is then unpacked with the host's dpkg-deb (no
  * maintainer script runs: users, sshd's settings and module lists are written here), and the
- * initramfs is a small busybox one made here. Its own files: build-image.ts and build-tree.ts are
- * hashed into every x86 image's key, so they are left alone.
+ * initramfs is a small busybox one made here. The disk itself is assembled as the x86 images'
+ * (assemble-disk.ts).
  */
 export const ARM64_PACKAGES = [
   "linux-image-arm64", "openssh-server", "busybox-static", "kmod", "sudo", "e2fsprogs", "dosfstools",
@@ -32,7 +32,7 @@ export async function ensureArm64Image(name: ImageName): Promise<BoardImage> {
   const recipe = IMAGES[name];
   if (recipe.flavor !== "light") throw new Error(`arm64 boards exist for the light images only, not ${name}`);
   const tree = await ensureArm64Tree();
-  const key = hashOf(tree.key, readFileSync(import.meta.path, "utf8"), JSON.stringify(recipe), { files: join(ROOTFS_DIR, "light") });
+  const key = hashOf(tree.key, readFileSync(import.meta.path, "utf8"), readFileSync(ASSEMBLE_DISK, "utf8"), JSON.stringify(recipe), { files: join(ROOTFS_DIR, "light") });
   const t0 = performance.now();
   const { dir, built } = await ensureCached("images", `${name}-arm64`, key, async (tmp, final) => {
     log(`building image ${name}-arm64`);
@@ -174,8 +174,7 @@ async function makeInitramfs(root: string, version: string): Promise<void> {
 
 async function buildImage(name: ImageName, key: string, treePath: string, tmp: string, finalDir: string): Promise<BoardImage> {
   const recipe = IMAGES[name];
-  const id = (label: string) => createHash("sha256").update(`flash-live-board:${name}-arm64:${label}`).digest("hex");
-  const diskId = id("disk-id").slice(0, 8);
+  const ids = idsFor(`${name}-arm64`);
   const hostname = `board-${recipe.marker.toLowerCase()}`;
   const root = join(tmp, "root");
   await run(["cp", "-a", `${treePath}/.`, root]);
@@ -183,11 +182,11 @@ async function buildImage(name: ImageName, key: string, treePath: string, tmp: s
   writeFileSync(join(root, BOARD_MARKER_PATH.slice(1)), BOARD_MARKER_TEXT);
   writeFileSync(join(root, "etc/hostname"), `${hostname}\n`);
   writeFileSync(join(root, "etc/hosts"), `127.0.0.1\tlocalhost\n127.0.1.1\t${hostname}\n`);
-  writeFileSync(join(root, "etc/machine-id"), `${id("machine-id").slice(0, 32)}\n`);
+  writeFileSync(join(root, "etc/machine-id"), `${ids.machineId}\n`);
   for (const [type, bits] of [["ed25519", []], ["ecdsa", []], ["rsa", ["-b", "3072"]]] as const) {
     await run(["ssh-keygen", "-q", "-t", type, ...bits, "-N", "", "-C", `root@${hostname}`, "-f", join(root, `etc/ssh/ssh_host_${type}_key`)]);
   }
-  writeFileSync(join(root, "etc/fstab"), `proc /proc proc defaults 0 0\nPARTUUID=${diskId}-01 /boot/firmware vfat defaults 0 2\n`);
+  writeFileSync(join(root, "etc/fstab"), `proc /proc proc defaults 0 0\nPARTUUID=${ids.diskId}-01 /boot/firmware vfat defaults 0 2\n`);
   mkdirSync(join(root, "boot/firmware"), { recursive: true });
 
   const bootDir = join(tmp, "bootfs");
@@ -202,32 +201,11 @@ async function buildImage(name: ImageName, key: string, treePath: string, tmp: s
   writeFileSync(join(bootDir, "config.txt"), "[all]\nkernel=vmlinuz\ninitramfs initrd.img followkernel\n");
 
   const raw = join(tmp, `${name}-arm64.img`);
-  await run(["truncate", "-s", String(recipe.diskMiB * MiB), raw]);
-  const bootStart = 8192;
-  const bootSectors = recipe.bootMiB * 2048;
-  await run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", raw], {
-    stdin: `label: dos\nlabel-id: 0x${diskId}\nunit: sectors\nstart=${bootStart}, size=${bootSectors}, type=c\nstart=${bootStart + bootSectors}, type=83\n`,
-  });
-  const table = JSON.parse((await run(["sfdisk", "-J", raw])).stdout).partitiontable as { partitions: { start: number; size: number }[] };
-  const partitions = table.partitions.map((p) => ({ start: p.start * 512, size: p.size * 512 }));
-  const [bootPart, rootPart] = partitions as [{ start: number; size: number }, { start: number; size: number }];
-  const fat = join(tmp, "bootfs.fat");
-  await run(["mkfs.vfat", "-F", "32", "-n", "bootfs", "-i", id("fat").slice(0, 8), "-C", fat, String(bootPart.size / 1024)]);
-  await run(["mcopy", "-i", fat, "-o", ...readdirSync(bootDir).sort().map((f) => join(bootDir, f)), "::/"]);
-  await run(["dd", `if=${fat}`, `of=${raw}`, "bs=1M", `seek=${bootPart.start / MiB}`, "conv=notrunc,sparse", "status=none"]);
-  await run(["mkfs.ext4", "-q", "-F", "-L", "rootfs", "-E", `offset=${rootPart.start}`, "-d", root, raw, `${rootPart.size / 1024}k`]);
-  await run(["rm", "-rf", root, bootDir, fat]);
-  await Promise.all([
-    run(["xz", "-k", "-T0", "-1", "-f", raw]),
-    run(["sh", "-c", 'gzip -1 -c "$1" > "$1.gz" && zstd -q -T0 -3 -f "$1" -o "$1.zst"', "-", raw]),
-  ]);
-  const sizes = { raw: statSync(raw).size, gz: statSync(`${raw}.gz`).size, xz: statSync(`${raw}.xz`).size, zst: statSync(`${raw}.zst`).size };
-  const sha256 = (await run(["sha256sum", raw])).stdout.split(" ")[0]!;
+  const disk = await assembleDisk({ raw, diskMiB: recipe.diskMiB, bootMiB: recipe.bootMiB, table: "dos", bootDir, rootDir: root, tmp, ids });
   const rawFinal = join(finalDir, `${name}-arm64.img`);
-  if (!existsSync(raw)) throw new Error(`${raw} missing`);
   return {
     name, marker: recipe.marker, hostname, key, dir: finalDir,
     raw: rawFinal, gz: `${rawFinal}.gz`, xz: `${rawFinal}.xz`, zst: `${rawFinal}.zst`,
-    sizes, sha256, table: "dos", partuuid: { boot: `${diskId}-01`, root: `${diskId}-02` }, partitions, cmdline, buildSeconds: 0,
+    sizes: disk.sizes, sha256: disk.sha256, table: "dos", partuuid: { boot: `${ids.diskId}-01`, root: `${ids.diskId}-02` }, partitions: disk.partitions, cmdline, buildSeconds: 0,
   };
 }

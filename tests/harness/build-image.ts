@@ -1,16 +1,15 @@
-import { createHash } from "node:crypto";
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync, writeFileSync, writeSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { chroot, log, run, since } from "./_run.ts";
 import { ensureCached } from "./cache.ts";
+import { ASSEMBLE_DISK, assembleDisk, idsFor } from "./assemble-disk.ts";
 import { ensureTree, hashOf, ROOTFS_DIR } from "./build-tree.ts";
 import { BOARD_MARKER_PATH, BOARD_MARKER_TEXT, IMAGES, type ImageName, type ImageRecipe } from "./recipes.ts";
 
 /**
  * Board images, laid out like a Raspberry Pi OS image: partition 1 FAT32 `bootfs` with the kernel,
- * initramfs, cmdline.txt and config.txt; partition 2 ext4 `rootfs`. Built without loop mounts
- * (this machine's kernel has no vfat): mkfs.vfat -C + mtools for the FAT, `mkfs.ext4 -d` straight
- * into the image file at the partition's offset. Cached in <cache>/images/<name>-<hash>/ (cache.ts).
+ * initramfs, cmdline.txt and config.txt; partition 2 ext4 `rootfs` (assembled without loop mounts:
+ * assemble-disk.ts). Cached in <cache>/images/<name>-<hash>/ (cache.ts).
  */
 export interface BoardImage {
   name: ImageName;
@@ -58,7 +57,7 @@ async function buildOrReuse(recipe: ImageRecipe): Promise<BoardImage> {
   const tree = await ensureTree(recipe.tree);
   const rootfsParts = [{ files: join(ROOTFS_DIR, recipe.flavor) }];
   if (recipe.tree === "cloud") rootfsParts.push({ files: join(ROOTFS_DIR, "cloud") }, { files: join(ROOTFS_DIR, "cloud-bootfs") });
-  const key = hashOf(tree.key, readFileSync(import.meta.path, "utf8"), JSON.stringify(recipe), ...rootfsParts);
+  const key = hashOf(tree.key, readFileSync(import.meta.path, "utf8"), readFileSync(ASSEMBLE_DISK, "utf8"), JSON.stringify(recipe), ...rootfsParts);
   const t0 = performance.now();
   const { dir, built } = await ensureCached("images", recipe.name, key, async (tmp, final) => {
     log(`building image ${recipe.name} (${recipe.name}-${key})`);
@@ -129,58 +128,14 @@ async function build(recipe: ImageRecipe, key: string, treePath: string, tmp: st
   ].join("\n"));
   if (recipe.tree === "cloud") await run(["cp", `${ROOTFS_DIR}/cloud-bootfs/meta-data`, `${ROOTFS_DIR}/cloud-bootfs/user-data`, bootDir]);
 
-  // 3. The disk: partition table, FAT, ext4.
+  // 3. The disk (partition table, FAT, ext4) and its compressed forms.
   const raw = join(tmp, `${recipe.name}.img`);
-  const MiB = 1024 * 1024;
-  await run(["truncate", "-s", String(recipe.diskMiB * MiB), raw]);
-  const bootStart = 8192; // sectors: 4 MiB, as Raspberry Pi OS
-  const bootSectors = recipe.bootMiB * 2048;
-  const script = recipe.table === "dos"
-    ? [
-      "label: dos", `label-id: 0x${ids.diskId}`, "unit: sectors",
-      `start=${bootStart}, size=${bootSectors}, type=c`,
-      `start=${bootStart + bootSectors}, type=83`,
-    ]
-    : [
-      "label: gpt", `label-id: ${ids.diskGuid}`, "unit: sectors",
-      `start=${bootStart}, size=${bootSectors}, type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7, uuid=${ids.bootGuid}, name="bootfs"`,
-      `start=${bootStart + bootSectors}, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=${ids.rootGuid}, name="rootfs"`,
-    ];
-  await run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", raw], { stdin: `${script.join("\n")}\n` });
-  const table = JSON.parse((await run(["sfdisk", "-J", raw])).stdout).partitiontable as { partitions: { start: number; size: number }[] };
-  const partitions = table.partitions.map((p) => ({ start: p.start * 512, size: p.size * 512 }));
-  const [bootPart, rootPart] = partitions as [{ start: number; size: number }, { start: number; size: number }];
-
-  const fat = join(tmp, "bootfs.fat");
-  await run(["mkfs.vfat", "-F", "32", "-n", "bootfs", "-i", ids.fatVolumeId, "-C", fat, String(bootPart.size / 1024)]);
-  await run(["mcopy", "-i", fat, "-o", ...readdirSync(bootDir).sort().map((f) => join(bootDir, f)), "::/"]);
-  copyInto(fat, raw, bootPart.start);
-
-  await run([
-    "mkfs.ext4", "-q", "-F", "-L", "rootfs", "-U", ids.rootFsUuid, "-E", `offset=${rootPart.start},hash_seed=${ids.hashSeed}`,
-    "-d", root, raw, `${rootPart.size / 1024}k`,
-  ]);
-  await run(["rm", "-rf", root, bootDir, fat]);
-
-  // 4. The compressed forms (xz -1: ~5x faster than -6 for nearly the same size, FIELD-NOTES §2).
-  const t0 = performance.now();
-  await Promise.all([
-    run(["xz", "-k", "-T0", "-1", "-f", raw]),
-    run(["sh", "-c", 'gzip -1 -c "$1" > "$1.gz" && zstd -q -T0 -3 -f "$1" -o "$1.zst"', "-", raw]),
-  ]);
-  log(`compressed ${recipe.name} in ${since(t0)} s`);
-
-  const sizes = {
-    raw: statSync(raw).size,
-    gz: statSync(`${raw}.gz`).size,
-    xz: statSync(`${raw}.xz`).size,
-    zst: statSync(`${raw}.zst`).size,
-  };
+  const disk = await assembleDisk({ raw, diskMiB: recipe.diskMiB, bootMiB: recipe.bootMiB, table: recipe.table, bootDir, rootDir: root, tmp, ids });
   const rawFinal = join(finalDir, `${recipe.name}.img`);
   return {
     name: recipe.name, marker: recipe.marker, hostname, key, dir: finalDir,
     raw: rawFinal, gz: `${rawFinal}.gz`, xz: `${rawFinal}.xz`, zst: `${rawFinal}.zst`,
-    sizes, sha256: await sha256File(raw), table: recipe.table, partuuid, partitions, cmdline, buildSeconds: 0,
+    sizes: disk.sizes, sha256: disk.sha256, table: recipe.table, partuuid, partitions: disk.partitions, cmdline, buildSeconds: 0,
   };
 }
 
@@ -202,50 +157,6 @@ async function makeLight(root: string): Promise<void> {
   ].join(" && "), "-", root]);
   const version = readdirSync(join(root, "usr/lib/modules"))[0]!;
   await chroot(root, ["depmod", "-a", version]);
-}
-
-function copyInto(src: string, dst: string, offset: number): void {
-  // The destination is a fresh sparse file: skipping all-zero chunks keeps it sparse.
-  const chunk = Buffer.alloc(1024 * 1024);
-  const zero = Buffer.alloc(chunk.length);
-  const fin = openSync(src, "r");
-  const fout = openSync(dst, "r+");
-  try {
-    for (let pos = 0; ; ) {
-      const n = readSync(fin, chunk, 0, chunk.length, pos);
-      if (n === 0) break;
-      if (!(n === chunk.length && chunk.equals(zero))) writeSync(fout, chunk, 0, n, offset + pos);
-      pos += n;
-    }
-  } finally {
-    closeSync(fin);
-    closeSync(fout);
-  }
-}
-
-async function sha256File(path: string): Promise<string> {
-  const h = createHash("sha256");
-  for await (const chunk of Bun.file(path).stream()) h.update(chunk);
-  return h.digest("hex");
-}
-
-/** Per-image identifiers derived from the name: stable across rebuilds, different between images. */
-function idsFor(name: string) {
-  const hex = (label: string) => createHash("sha256").update(`flash-live-board:${name}:${label}`).digest("hex");
-  const guid = (label: string) => {
-    const h = hex(label);
-    return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
-  };
-  return {
-    diskId: hex("disk-id").slice(0, 8),
-    diskGuid: guid("disk-guid"),
-    bootGuid: guid("boot-guid"),
-    rootGuid: guid("root-guid"),
-    rootFsUuid: guid("rootfs-uuid"),
-    hashSeed: guid("hash-seed"),
-    fatVolumeId: hex("fat-volume-id").slice(0, 8),
-    machineId: hex("machine-id").slice(0, 32),
-  };
 }
 
 function mib(n: number): string {
