@@ -22,6 +22,8 @@ export interface PlanInput {
   transportReason?: string;
   /** gzip -1 bytes per raw byte, when measured on a sample (for the /dev/shm estimate). */
   gzipRatio?: number;
+  /** Raw bytes a copy made on this side (gzip, raw) carries when packed (src/image/pack.ts); default the image's. */
+  packedBytes?: number;
 }
 
 export interface Plan {
@@ -98,8 +100,13 @@ export function planFlash(input: PlanInput): Plan {
   const codec: BoardCodec = boardCodecOf(image.format, transport)!;
   const transcode = transport !== "as-is";
   // gzip -1 of a disk image: the sample's ratio when measured, else about 1.3x a zstd/xz file; never more than raw.
+  const carried = input.packedBytes ?? image.rawSize;
   const stagedBytes =
-    transport === "raw" ? image.rawSize : transport === "gzip" ? Math.min(image.rawSize, Math.ceil(input.gzipRatio !== undefined ? image.rawSize * input.gzipRatio * 1.1 : image.fileSize * 1.3)) : image.fileSize;
+    transport === "raw" || (transport === "as-is" && image.format === "raw")
+      ? carried
+      : transport === "gzip"
+        ? Math.min(carried, Math.ceil(input.gzipRatio !== undefined ? carried * input.gzipRatio * 1.1 : image.fileSize * 1.3))
+        : image.fileSize;
   const fitsShm = facts.shmAvail >= stagedBytes + SHM_MARGIN;
   const shmNumbers = `${formatBytes(stagedBytes)} + ${formatBytes(SHM_MARGIN)} margin needed, ${formatBytes(facts.shmAvail)} free in /dev/shm`;
   const imageOnTargetDisk = input.local && facts.imageDev !== undefined && isOnDisk(facts, facts.imageDev);

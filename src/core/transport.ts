@@ -32,7 +32,7 @@ export interface Rates {
   link: number;
   /** The board writing: `decoder | dd of=/dev/null`, per transport. */
   boardWrite: Partial<Record<TransportName, number>>;
-  /** The board's ramfs staging check: sha256 of the copy + `decoder | md5sum`, per transport. */
+  /** The board's ramfs staging check, per transport: md5 of a copy made on this side; sha256 + `decoder | md5sum` of a file sent as it is. */
   boardCheck: Partial<Record<TransportName, number>>;
   /** This side producing the transport's bytes (decode the file + re-encode), per transport that needs it. */
   host: Partial<Record<TransportName, number>>;
@@ -59,6 +59,11 @@ export interface TransportInput {
   fileSize: number;
   /** Raw bytes in the stream (the board decodes all of them, even with a block map). */
   rawSize: number;
+  /**
+   * The raw bytes a copy made on this side (gzip, raw) carries: packed, without the zero blocks and
+   * a block map's unmapped ranges (src/image/pack.ts). Default rawSize.
+   */
+  packedBytes?: number;
   /** /dev/shm room for ramfs staging (bytes), after the margin. */
   shmRoom: number;
 }
@@ -69,7 +74,9 @@ export function estimateTransports(input: TransportInput, rates: Rates): Transpo
   for (const transport of ["as-is", "gzip", "raw"] as const) {
     const codec = boardCodecOf(input.format, transport);
     const ratio = transport === "raw" ? 1 : transport === "as-is" ? input.fileSize / input.rawSize : rates.ratio.gzip;
-    const wireBytes = transport === "as-is" ? input.fileSize : Math.ceil(input.rawSize * (ratio ?? 1));
+    // The raw bytes the board decodes: all of them as the file is, only the packed ones otherwise.
+    const carried = transport === "as-is" ? input.rawSize : input.packedBytes ?? input.rawSize;
+    const wireBytes = transport === "as-is" ? input.fileSize : Math.ceil(carried * (ratio ?? 1));
     const est: TransportEstimate = { transport, seconds: Number.POSITIVE_INFINITY, wireBytes, stagedBytes: wireBytes };
     out.push(est);
     if (!codec) {
@@ -92,9 +99,9 @@ export function estimateTransports(input: TransportInput, rates: Rates): Transpo
       continue;
     }
     const send = Math.max(wireBytes / rates.link, input.rawSize / host);
-    const decode = input.rawSize / write;
+    const decode = carried / write;
     if (input.mode === "ramfs") {
-      // Copy, check the copy (sha256 + one decode to md5), then decode it again onto the disk.
+      // Copy, check the copy (a hash; a file sent as it is also one decode), then decode it onto the disk.
       est.seconds = send + input.rawSize / check! + decode;
     } else {
       // Everything flows at once; on one CPU the board's share (decrypt + decode) adds up.
@@ -139,11 +146,14 @@ export interface ImageSample {
  * on the board is touched.
  */
 export async function measureRates(target: Target, arch: string, cpus: number, format: ImageFormat, sample: ImageSample): Promise<Rates> {
-  const raw = sample.bytes;
+  // A copy made on this side carries no zero blocks (packing): gzip and raw are timed and their
+  // ratio taken on the sample's non-zero slices; the file as it is decodes all of it.
+  const full = sample.bytes;
+  const raw = nonZeroSlices(full);
   const t0 = performance.now();
   const gz = zlib.gzipSync(raw, { level: 1 });
   const gzipSeconds = (performance.now() - t0) / 1000;
-  const asIs = format === "xz" ? await xzSample(raw) : format === "gzip" ? zlib.gzipSync(raw, { level: 6 }) : format === "raw" ? raw : undefined;
+  const asIs = format === "xz" ? await xzSample(full) : format === "gzip" ? zlib.gzipSync(full, { level: 6 }) : format === "raw" ? full : undefined;
   const dir = `/dev/shm/flash-live-probe-${randomBytes(4).toString("hex")}`;
   const rates: Rates = { link: 0, boardWrite: {}, boardCheck: {}, host: {}, ratio: { gzip: gz.length / raw.length, raw: 1 }, cpus };
   // Whole-file decoding on this side feeds every re-encoding; gzip -1 runs on top of it.
@@ -163,7 +173,10 @@ export async function measureRates(target: Target, arch: string, cpus: number, f
     for (const [name, d] of Object.entries(dec)) {
       const file = name === "as-is" && format !== "raw" ? "s.as-is" : `s.${name === "as-is" ? "raw" : name}`;
       lines.push(`t w-${name}`, `${d.replace(/^cat /, "./busybox cat ")} | ./busybox dd of=/dev/null bs=4M 2>/dev/null`, `t w-${name}-end`);
-      lines.push(`t c-${name}`, `./busybox sha256sum ${file} >/dev/null; ${d.replace(/^cat /, "./busybox cat ")} | ./busybox md5sum >/dev/null`, `t c-${name}-end`);
+      // The ramfs copy's check: a copy made on this side (raw, gzip) is only hashed on the board; a
+      // compressed file sent as it is is also decoded once (src/modes/flash.ts).
+      const check = name === "as-is" && format !== "raw" ? `./busybox sha256sum ${file} >/dev/null; ${d} | ./busybox md5sum >/dev/null` : `./busybox md5sum ${file} >/dev/null`;
+      lines.push(`t c-${name}`, check, `t c-${name}-end`);
     }
     const r = await target.exec(["sh", "-c", lines.join("\n"), "sh", dir], { check: false });
     const at = new Map(r.stdout.split("\n").filter(Boolean).map((l) => l.split(" ") as [string, string]).map(([k, v]) => [k, Number(v)]));
@@ -172,11 +185,12 @@ export async function measureRates(target: Target, arch: string, cpus: number, f
         const a = at.get(`${kind}-${name}`);
         const b = at.get(`${kind}-${name}-end`);
         // /proc/uptime ticks in 10 ms: never divide by less than one tick.
-        if (a !== undefined && b !== undefined) into[name] = raw.length / Math.max(0.01, b - a);
+        const bytes = name === "as-is" && format !== "raw" ? full.length : raw.length;
+        if (a !== undefined && b !== undefined) into[name] = bytes / Math.max(0.01, b - a);
       }
     }
     if (asIs) {
-      rates.ratio["as-is"] = asIs.length / raw.length;
+      rates.ratio["as-is"] = asIs.length / (format === "raw" ? raw.length : full.length);
       // The sample is a few MiB: correct gzip's ratio by how far the sample's own-codec ratio is
       // from the whole file's (as-is ratio known exactly).
       rates.ratio.gzip = rates.ratio.gzip! * sample.fileRatio / rates.ratio["as-is"];
@@ -251,6 +265,22 @@ export async function measureLink(
     }
   }
   return best;
+}
+
+/** The sample's 1 MiB slices that are not all zero (the whole sample if they are less than 1 MiB). */
+export function nonZeroSlices(sample: Uint8Array): Uint8Array {
+  const SLICE = 1 << 20;
+  const zero = new Uint8Array(SLICE);
+  const keep: Uint8Array[] = [];
+  let bytes = 0;
+  for (let off = 0; off < sample.length; off += SLICE) {
+    const s = sample.subarray(off, Math.min(sample.length, off + SLICE));
+    if (Buffer.compare(s, zero.subarray(0, s.length)) !== 0) {
+      keep.push(s);
+      bytes += s.length;
+    }
+  }
+  return bytes >= SLICE ? Buffer.concat(keep) : sample;
 }
 
 /** The sample as xz (level 1: the board's decode speed hardly depends on the level), by the xz the host decodes with. */

@@ -4,7 +4,11 @@
 # once the write starts, every page read from the old root can be garbage (FIELD-NOTES §1, §2).
 #
 #   busybox sh flash.sh check-source WORK CODEC FILE
-#       prints the sha256 of FILE and the md5/size of its decompressed content (ramfs staging proof).
+#       prints the sha256 of FILE and the md5/size of its decompressed content (ramfs staging proof
+#       of a file sent as it is: the board's busybox decodes all of it).
+#   busybox sh flash.sh check-copy WORK FILE
+#       prints the md5 of FILE (ramfs staging proof of a copy made on the sending side, which hashed
+#       the image's bytes that went into it).
 #   busybox sh flash.sh run    WORK [options]   the flash, in this session (stream mode reads stdin)
 #   busybox sh flash.sh detach WORK [options]   the flash in a new session that survives the SSH
 #                                               connection; this one follows its log
@@ -15,7 +19,10 @@
 #   --freeze MOUNTPOINT freeze with FIFREEZE before the write (repeatable; "/" last)
 #   --patch FILE        sector patch index: "disk_offset length data_offset" lines; data in FILE.bin
 #   --verify FILE       ranges to read back: "offset length md5" lines
-#   --ranges FILE       block map: write only these "offset length" ranges (sorted) of the image
+#   --ranges FILE       write only these "offset length" ranges (sorted) of the image: a block map
+#   --packed FILE       the stream holds only the "d" ranges of FILE's sorted "offset length d|z"
+#                       lines, back to back; "z" ranges are written with zeros; the rest is left
+#                       as it is (src/image/pack.ts)
 #   --record OFFSET     after the verify, write the flash record (WORK/record + the result, padded
 #                       with WORK/record.pad) into the 512-byte sector at OFFSET (its placeholder is
 #                       in the patch)
@@ -28,7 +35,7 @@ set -u
 
 cmd=${1:-}
 WORK=${2:-}
-if [ -z "$cmd" ] || [ ! -d "$WORK" ]; then echo "@error usage: flash.sh check-source|run|detach WORK ..."; exit 2; fi
+if [ -z "$cmd" ] || [ ! -d "$WORK" ]; then echo "@error usage: flash.sh check-source|check-copy|run|detach WORK ..."; exit 2; fi
 shift 2
 BB="$WORK/busybox"
 [ -x "$BB" ] || { echo "@error $BB is missing"; exit 2; }
@@ -64,6 +71,13 @@ if [ "$cmd" = check-source ]; then
   exit 0
 fi
 
+if [ "$cmd" = check-copy ]; then
+  sum=$("$BB" md5sum "$1" | "$BB" awk '{print $1}')
+  [ -n "$sum" ] || { at "error could not read the staged copy $1"; exit 1; }
+  at "source_md5 $sum"
+  exit 0
+fi
+
 if [ "$cmd" = detach ]; then
   # Re-run ourselves in a new session (survives the SSH connection and its SIGHUP), log to tmpfs,
   # and follow the log here so the developer sees progress over this session, opened before the
@@ -73,7 +87,7 @@ if [ "$cmd" = detach ]; then
   "$BB" setsid "$BB" sh "$0" run "$WORK" "$@" > "$LOG" 2>&1 < /dev/null &
   exec "$BB" tail -n +1 -f "$LOG"
 fi
-DISK="" CODEC=raw SOURCE="-" SIZE="" UNITS="" PATCH="" VERIFY="" RANGES="" RECORD="" REBOOT=1 ONFAIL=reboot
+DISK="" CODEC=raw SOURCE="-" SIZE="" UNITS="" PATCH="" VERIFY="" RANGES="" PACKED="" RECORD="" REBOOT=1 ONFAIL=reboot
 RO_LIST="" FREEZE_LIST=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -89,6 +103,7 @@ $2"; shift ;;
     --patch) PATCH=$2; shift ;;
     --verify) VERIFY=$2; shift ;;
     --ranges) RANGES=$2; shift ;;
+    --packed) PACKED=$2; shift ;;
     --record) RECORD=$2; shift ;;
     --no-reboot) REBOOT=0 ;;
     --on-fail) ONFAIL=$2; shift ;;
@@ -187,13 +202,15 @@ done
 # the next block, so decoding and the disk overlap. busybox dd reports records, not bytes, so each
 # byte count is proven by the record count, and the input must end right after SIZE bytes.
 BS=4194304
-# Exactly $1 bytes from stdin: to the disk at offset $2, or discarded (no $2): $1/4M full records,
-# then one partial one if there is a remainder (iflag=count_bytes reads no further than asked, so
-# the next dd continues where this one stopped).
+# Exactly $1 bytes from stdin (or from $3: /dev/zero): to the disk at offset $2, or discarded (no
+# $2): $1/4M full records, then one partial one if there is a remainder (iflag=count_bytes reads no
+# further than asked, so the next dd continues where this one stopped).
 copy_exact() {
   full=$(($1 / BS))
   part=$(($1 % BS > 0))
-  if [ -n "${2:-}" ]; then
+  if [ -n "${3:-}" ]; then
+    "$BB" dd if="$3" of="$DISK" bs=$BS count="$1" iflag=fullblock,count_bytes oflag=seek_bytes seek="$2" conv=notrunc,fsync 2> "$WORK/dd.last" || return 1
+  elif [ -n "${2:-}" ]; then
     "$BB" dd of="$DISK" bs=$BS count="$1" iflag=fullblock,count_bytes oflag=seek_bytes seek="$2" conv=notrunc,fsync 2> "$WORK/dd.last" || return 1
   else
     "$BB" dd of=/dev/null bs=$BS count="$1" iflag=fullblock,count_bytes 2> "$WORK/dd.last" || return 1
@@ -202,7 +219,12 @@ copy_exact() {
   "$BB" grep -q "^$full+$part records out" "$WORK/dd.last"
 }
 write_exact() {
-  if [ -z "$RANGES" ]; then
+  if [ -n "$PACKED" ]; then
+    while read -r off len kind <&4; do
+      [ -n "$off" ] || continue
+      if [ "$kind" = z ]; then copy_exact "$len" "$off" /dev/zero || return 1; else copy_exact "$len" "$off" || return 1; fi
+    done 4< "$PACKED"
+  elif [ -z "$RANGES" ]; then
     copy_exact "$SIZE" 0 || return 1
   else
     at=0
@@ -218,7 +240,8 @@ write_exact() {
   [ "$("$BB" head -c 1 | "$BB" wc -c)" = 0 ] || { echo "longer than $SIZE bytes" >> "$WORK/dd.err"; return 1; }
 }
 TOTAL=$SIZE
-if [ -n "$RANGES" ]; then TOTAL=$("$BB" awk '{n += $2} END {printf "%d", n}' "$RANGES"); fi
+if [ -n "$PACKED" ]; then TOTAL=$("$BB" awk '{n += $2} END {printf "%.0f", n}' "$PACKED")
+elif [ -n "$RANGES" ]; then TOTAL=$("$BB" awk '{n += $2} END {printf "%.0f", n}' "$RANGES"); fi
 sectors_written() { "$BB" awk '{print $7}' "/sys/block/$disk_name/stat"; }
 exec 3<&0
 "$BB" rm -f "$WORK/dec.rc" "$WORK/dd.err" "$WORK/write.rc"
@@ -263,6 +286,17 @@ fi
 # old root's file pages, which the running sshd, sudo and systemd would then fault back in from the
 # overwritten disk.
 
+repair_pieces() { # stdin: bad "offset length" lines; out: "disk_offset length copy_offset|-" lines
+  if [ -z "$PACKED" ]; then "$BB" awk '{print $1, $2, $1}'; return; fi
+  "$BB" awk -v layout="$PACKED" '
+    BEGIN { n = 0; p = 0
+      while ((getline line < layout) > 0) { split(line, f, " "); o[n] = f[1]; l[n] = f[2]; k[n] = f[3]; s[n] = p; if (f[3] != "z") p += f[2]; n++ } }
+    { a = $1; b = $1 + $2
+      for (i = 0; i < n; i++) { from = (a > o[i]) ? a : o[i]; to = (b < o[i] + l[i]) ? b : o[i] + l[i]
+        if (to <= from) continue
+        if (k[i] == "z") printf "%.0f %.0f -\n", from, to - from; else printf "%.0f %.0f %.0f\n", from, to - from, s[i] + from - o[i] } }'
+}
+
 verify_all() { # prints the bad ranges, one per line
   while read -r off len want; do
     [ -n "$off" ] || continue
@@ -281,15 +315,18 @@ if [ -n "$VERIFY" ]; then
   bad=$(verify_all "$VERIFY")
   if [ -n "$bad" ] && [ "$SOURCE" != - ]; then
     at "verify-mismatch $(echo "$bad" | "$BB" awk '{printf "%s+%s ", $1, $2}')"
-    echo "$bad" | while read -r off len _; do
+    # Where each bad range's bytes are in the copy: "disk_offset length copy_offset", or "-" for
+    # zeros; a packed copy holds only the layout's "d" ranges, back to back.
+    echo "$bad" | repair_pieces | while read -r off len src; do
+      if [ "$src" = - ]; then copy_exact "$len" "$off" /dev/zero; continue; fi
       # Skip in whole blocks: busybox dd skips bytes of a pipe (skip_bytes) one read(2) of 1 byte
-      # at a time. The largest power of two up to 1 MiB that divides the offset (ranges start on
-      # 64 MiB boundaries, or on a block map's blocks).
+      # at a time. The largest power of two up to 1 MiB that divides both offsets (ranges start on
+      # 64 MiB boundaries, on a block map's blocks, on the layout's 1 MiB blocks).
       bs=1048576
-      while [ $((off % bs)) != 0 ]; do bs=$((bs / 2)); done
+      while [ $((off % bs)) != 0 ] || [ $((src % bs)) != 0 ]; do bs=$((bs / 2)); done
       # shellcheck disable=SC2086
       $DEC < "$SOURCE" | "$BB" dd of="$DISK" bs=$bs iflag=count_bytes,fullblock \
-        skip=$((off / bs)) seek=$((off / bs)) count="$len" conv=notrunc,fsync 2>/dev/null
+        skip=$((src / bs)) seek=$((off / bs)) count="$len" conv=notrunc,fsync 2>/dev/null
     done
     [ -n "$PATCH" ] && apply_extents "$PATCH" "$PATCH.bin"
     "$BB" blockdev --flushbufs "$DISK"

@@ -28,6 +28,45 @@ export interface ImageScan {
   sample?: Uint8Array;
   /** Seconds the scan took (decoding + hashing): this side's decode rate, at least. */
   seconds: number;
+  /**
+   * Runs of whole all-zero blocks (ZERO_BLOCK, aligned; the image's last block may be short) of the
+   * image itself (before the extents). A copy made on this side does not carry them: the board
+   * writes zeros there (src/image/pack.ts).
+   */
+  zeroRuns: { offset: number; length: number }[];
+}
+
+/** The granularity of zero runs: 1 MiB (a disk image's free space comes in long runs). */
+export const ZERO_BLOCK = 1 << 20;
+
+/** Finds the all-zero ZERO_BLOCK blocks of a stream fed in order, as runs. */
+class ZeroRuns {
+  readonly runs: { offset: number; length: number }[] = [];
+  private blockStart = 0;
+  private blockZero = true;
+  private static readonly ZERO = new Uint8Array(ZERO_BLOCK);
+  feed(chunk: Uint8Array, pos: number): void {
+    let off = 0;
+    while (off < chunk.length) {
+      const take = Math.min(chunk.length - off, this.blockStart + ZERO_BLOCK - (pos + off));
+      if (this.blockZero && Buffer.compare(chunk.subarray(off, off + take), ZeroRuns.ZERO.subarray(0, take)) !== 0) this.blockZero = false;
+      off += take;
+      if (pos + off === this.blockStart + ZERO_BLOCK) this.close(ZERO_BLOCK);
+    }
+  }
+  /** At the end of the stream: the last, possibly short, block. */
+  end(size: number): void {
+    if (size > this.blockStart) this.close(size - this.blockStart);
+  }
+  private close(length: number): void {
+    if (this.blockZero) {
+      const last = this.runs.at(-1);
+      if (last && last.offset + last.length === this.blockStart) last.length += length;
+      else this.runs.push({ offset: this.blockStart, length });
+    }
+    this.blockStart += length;
+    this.blockZero = true;
+  }
 }
 
 /** Slices of the raw stream at `stride` intervals, up to `max` bytes in all. */
@@ -140,11 +179,13 @@ export async function scanImage(
   let rangeStart = 0;
   const partial = pieces ? new PieceHasher(pieces, "md5") : undefined;
   const bmapCheck = opts.bmap?.checksumType && opts.bmap.ranges.every((r) => r.checksum) ? new PieceHasher(opts.bmap.ranges, opts.bmap.checksumType) : undefined;
+  const zeros = new ZeroRuns();
   let pos = 0;
   let lastReport = 0;
   for await (const c of rawStream(info) as AsyncIterable<Buffer>) {
     sha.update(c);
     md5.update(c);
+    zeros.feed(c, pos);
     sampler?.feed(c, pos);
     bmapCheck?.feed(c, pos);
     let chunk: Uint8Array = c;
@@ -178,6 +219,7 @@ export async function scanImage(
     }
   }
   opts.onProgress?.(pos);
+  zeros.end(pos);
   let ranges: VerifyRange[];
   if (pieces && partial) {
     if (partial.digests.length !== pieces.length) {
@@ -204,5 +246,13 @@ export async function scanImage(
       }
     }
   }
-  return { rawSize: pos, sha256: sha.digest("hex"), md5: md5.digest("hex"), ranges, sample: sampler?.bytes(), seconds: (performance.now() - t0) / 1000 };
+  return {
+    rawSize: pos,
+    sha256: sha.digest("hex"),
+    md5: md5.digest("hex"),
+    ranges,
+    sample: sampler?.bytes(),
+    seconds: (performance.now() - t0) / 1000,
+    zeroRuns: zeros.runs,
+  };
 }

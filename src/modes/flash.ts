@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { hostname } from "node:os";
 import { PassThrough, type Readable, Transform } from "node:stream";
@@ -18,6 +18,7 @@ import type { PreparedBoot } from "../core/customize-step.ts";
 import { parseRecord, RECORD_FILE, recordHeadText, recordPadding } from "../core/record.ts";
 import { RemoteCommandError, UserError } from "../errors.ts";
 import { type Bmap, findBmap, loadBmap, mergeRegions } from "../image/bmap.ts";
+import { layoutText, type PackLayout, packFilter, packLayout } from "../image/pack.ts";
 import { type ImageScan, scanImage } from "../image/scan.ts";
 import { formatBytes, type ImageInfo, openImage, rawStream } from "../image/source.ts";
 import { AuthError, HostKeyError } from "../target/ssh.ts";
@@ -97,6 +98,13 @@ export interface Preflight {
   bmap?: Bmap;
   /** The transport measurement, when one ran. */
   transport?: { rates: Rates; estimates: TransportEstimate[] };
+  /** What a copy made on this side leaves out (zero blocks, unmapped ranges), when it is one. */
+  pack?: PackLayout;
+}
+
+/** The bytes the board gets are made on this side (raw, or gzip -1 of the image) and pass through boardSource(). */
+function madeHere(plan: Plan, local: boolean): boolean {
+  return (plan.codec === "raw" || plan.transport === "gzip") && (!local || plan.mode === "ramfs");
 }
 
 /**
@@ -118,11 +126,13 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
     await o.hooks.callHook("services:resolve", ctx, services);
     const asked = o.local ? undefined : o.transport && o.transport !== "auto" ? o.transport : undefined;
     if (o.local && o.transport && o.transport !== "auto") ctx.warnings.push("--transport applies to remote flashes; a local flash reads the file as it is");
+    let packedBytes: number | undefined;
     const plan = (img?: { rawSize: number }, t?: { transport: TransportName; reason: string; gzipRatio?: number }) =>
       planFlash({
         transport: t?.transport ?? asked,
         transportReason: t?.reason,
         gzipRatio: t?.gzipRatio,
+        packedBytes,
         facts,
         image: image && img ? { path: image.path, format: image.format, fileSize: image.fileSize, rawSize: img.rawSize } : undefined,
         local: o.local,
@@ -154,6 +164,8 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
       sample: measure ? { bytes: 8 << 20, sizeHint: image.rawSizeHint } : undefined,
       onProgress: (n) => onScan?.(n, image.rawSizeHint),
     });
+    const layout = packLayout(scan.rawSize, scan.zeroRuns, bmap ? mergeRegions(bmap.ranges) : undefined);
+    packedBytes = layout?.dataBytes;
     let planned = plan(scan);
     let transport: Preflight["transport"];
     if (measure && scan.sample && planned.refusals.length === 0) {
@@ -164,7 +176,7 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
           hostDecodeRate: scan.rawSize / Math.max(scan.seconds, 0.001),
         });
         const estimates = estimateTransports(
-          { mode: planned.mode, format: image.format, fileSize: image.fileSize, rawSize: scan.rawSize, shmRoom: facts.shmAvail - SHM_MARGIN },
+          { mode: planned.mode, format: image.format, fileSize: image.fileSize, rawSize: scan.rawSize, packedBytes, shmRoom: facts.shmAvail - SHM_MARGIN },
           rates,
         );
         const pick = pickTransport(estimates, rates);
@@ -174,7 +186,8 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
         ctx.warnings.push(`the transport was not measured (${e instanceof Error ? e.message : String(e)}); ${planned.transportReason}`);
       }
     }
-    return { facts, image, scan, boot, flashId, bmap, transport, plan: (ctx.plan = planned) };
+    const pack = layout && madeHere(planned, o.local) ? layout : undefined;
+    return { facts, image, scan, boot, flashId, bmap, transport, pack, plan: (ctx.plan = planned) };
   });
 }
 
@@ -192,7 +205,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
   };
 
   const progress = createProgress("checking image", undefined);
-  const { facts, image, scan, plan, boot, bmap } = await preflight(o, ctx, phase, (n) => progress.update(n));
+  const { facts, image, scan, plan, boot, bmap, pack } = await preflight(o, ctx, phase, (n) => progress.update(n));
   const custom = boot?.customization;
   // Bytes the helper writes from the image: the mapped ranges with a block map, else all of it.
   const imageBytes = bmap ? bmap.mappedBytes : scan?.rawSize ?? 0;
@@ -202,7 +215,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
 
   // ---- confirm --------------------------------------------------------------------------------------
   await phase("confirm", async () => {
-    const summary = describePlan(o, facts, plan, image, scan, boot, bmap);
+    const summary = describePlan(o, facts, plan, image, scan, boot, bmap, pack);
     log.box(summary);
     for (const n of plan.notes) log.info(n);
     if (o.yes) return;
@@ -227,18 +240,14 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
     staged = await phase("stage", async () => {
       guard = await startStageGuard(t, work);
       await t.put(`${work}/busybox`, await busyboxFor(facts.arch), { mode: "0700", root: true });
-      await t.put(`${work}/flash.sh`, flashScript, { mode: "0600", root: true });
-      if (isHarness()) await t.put(`${work}/harness`, "1\n", { mode: "0600", root: true });
+      const files: StagedFile[] = [{ name: "flash.sh", data: flashScript }];
+      if (isHarness()) files.push({ name: "harness", data: "1\n" });
       const fault = faultScript();
-      if (fault) await t.put(`${work}/fault.sh`, fault, { mode: "0700", root: true });
-      await t.put(`${work}/units`, plan.units.map((u) => `${u}\n`).join(""), { mode: "0600", root: true });
-      if (bmap) {
-        const mapped = mergeRegions(bmap.ranges);
-        await t.put(`${work}/ranges`, mapped.map((r) => `${r.offset} ${r.length}\n`).join(""), { mode: "0600", root: true });
-      }
-      if (o.verify) {
-        await t.put(`${work}/verify`, scan.ranges.map((r) => `${r.offset} ${r.length} ${r.md5}\n`).join(""), { mode: "0600", root: true });
-      }
+      if (fault) files.push({ name: "fault.sh", data: fault, mode: "0700" });
+      files.push({ name: "units", data: plan.units.map((u) => `${u}\n`).join("") });
+      if (pack) files.push({ name: "layout", data: layoutText(pack) });
+      else if (bmap) files.push({ name: "ranges", data: mergeRegions(bmap.ranges).map((r) => `${r.offset} ${r.length}\n`).join("") });
+      if (o.verify) files.push({ name: "verify", data: scan.ranges.map((r) => `${r.offset} ${r.length} ${r.md5}\n`).join("") });
       if (boot?.extents.length) {
         const { index, data } = encodeExtents(boot.extents);
         const dump = patchDumpPath();
@@ -247,8 +256,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
           await Bun.write(`${dump}.bin`, data);
         }
         if (dump && boot.record) await Bun.write(`${dump}.record`, `${boot.record.offset} ${boot.record.flashId}\n`);
-        await t.put(`${work}/patch`, index, { mode: "0600", root: true });
-        await t.put(`${work}/patch.bin`, data, { mode: "0600", root: true });
+        files.push({ name: "patch", data: index }, { name: "patch.bin", data });
       }
       if (boot?.record) {
         const head = recordHeadText({
@@ -265,14 +273,23 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
           from: o.local ? "this board (--local)" : hostname(),
           started: new Date(),
         });
-        await t.put(`${work}/record`, head, { mode: "0600", root: true });
-        await t.put(`${work}/record.pad`, recordPadding(), { mode: "0600", root: true });
+        files.push({ name: "record", data: head }, { name: "record.pad", data: recordPadding() });
       }
+      await putFiles(t, work, files);
       if (plan.mode === "ramfs") {
         const dest = `${work}/image`;
-        const src = boardSource(image, plan);
-        const hasher = createHash("sha256");
-        const progress = createProgress(o.local ? "copying to RAM" : "sending", plan.transport === "as-is" ? image.fileSize : plan.transport === "raw" ? scan.rawSize : undefined);
+        // A copy made on this side (raw, or gzip -1 of the image) is proven here: the raw bytes that
+        // went into it are hashed as they go and must be the image checked before; the board then
+        // only hashes what arrived. A file sent as it is (xz, gz, bz2) is decoded once on the board
+        // instead: that proves its busybox decodes all of it, before the point of no return.
+        const here = madeHere(plan, o.local);
+        const rawMd5 = here && (plan.transport === "gzip" || pack) ? new Bun.CryptoHasher("md5") : undefined;
+        const src = boardSource(image, plan, { onRaw: rawMd5 && ((c) => rawMd5.update(c)), pack });
+        const hasher = new Bun.CryptoHasher(here ? "md5" : "sha256");
+        const progress = createProgress(
+          o.local ? "copying to RAM" : "sending",
+          plan.codec === "raw" ? (pack?.dataBytes ?? scan.rawSize) : plan.transport === "as-is" ? image.fileSize : undefined,
+        );
         let sent = 0;
         const counted = src.pipe(
           new Transform({
@@ -294,17 +311,32 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
         }
         progress.finish();
         bytesSent += sent;
-        // Proof of the copy before the point of no return: its sha256 equals what was sent, and it
-        // decompresses completely to exactly the image's bytes.
-        log.info("checking the copy on the board: sha256, and one full decompression to the image's md5");
-        const check = await t.exec([`${work}/busybox`, "sh", `${work}/flash.sh`, "check-source", work, plan.codec, dest], { root: true, check: false });
+        const sentDigest = hasher.digest("hex");
+        if (here) {
+          const rawDigest = rawMd5 ? rawMd5.digest("hex") : sentDigest;
+          if (rawDigest !== scan.md5) {
+            throw new UserError(
+              `${image.path} changed while it was sent: the bytes sent are not the image checked before (md5 ${rawDigest}, expected ${scan.md5}).`,
+              "Nothing was overwritten. Leave the image file alone during a flash, then try again.",
+            );
+          }
+        }
+        log.info(here ? "checking the copy on the board: md5 of what arrived" : "checking the copy on the board: sha256, and one full decompression to the image's md5");
+        const check = here
+          ? await t.exec([`${work}/busybox`, "sh", `${work}/flash.sh`, "check-copy", work, dest], { root: true, check: false })
+          : await t.exec([`${work}/busybox`, "sh", `${work}/flash.sh`, "check-source", work, plan.codec, dest], { root: true, check: false });
         const got = parseAt(check.stdout);
-        const sentSha = hasher.digest("hex");
         if (check.code !== 0 || got.error) {
           throw new UserError(`The copy on the board failed its check: ${got.error ?? check.stderr.trim()}`, "Nothing was overwritten. Check the image and the board's memory, then try again.");
         }
-        if (got.source_sha256 !== sentSha) throw new UserError(`The copy on the board differs from what was sent (sha256 ${got.source_sha256} vs ${sentSha}).`, "Nothing was overwritten. Try again; if it repeats, suspect the board's RAM.");
-        if (got.raw_md5 !== scan.md5) {
+        const gotDigest = here ? got.source_md5 : got.source_sha256;
+        if (gotDigest !== sentDigest) {
+          throw new UserError(
+            `The copy on the board differs from what was sent (${here ? "md5" : "sha256"} ${gotDigest} vs ${sentDigest}).`,
+            "Nothing was overwritten. Try again; if it repeats, suspect the board's RAM.",
+          );
+        }
+        if (!here && got.raw_md5 !== scan.md5) {
           throw new UserError(`The copy on the board does not decompress to the image (md5 ${got.raw_md5}, expected ${scan.md5}).`, "Nothing was overwritten. Try again.");
         }
         return { source: dest };
@@ -334,7 +366,8 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
     if (o.verify) args.push("--verify", `${work}/verify`);
     if (boot?.extents.length) args.push("--patch", `${work}/patch`);
     if (boot?.record) args.push("--record", String(boot.record.offset));
-    if (bmap) args.push("--ranges", `${work}/ranges`);
+    if (pack) args.push("--packed", `${work}/layout`);
+    else if (bmap) args.push("--ranges", `${work}/ranges`);
     const detach = staged.source !== "-";
     const argv = [`${work}/busybox`, "sh", `${work}/flash.sh`, detach ? "detach" : "run", work, ...args];
     const proc = await t.spawn(argv, { root: true });
@@ -343,7 +376,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
     proc.stdin.on("error", () => {});
     if (!detach) {
       // Stream mode: the image flows through this session into the helper's decompressor.
-      const src = boardSource(image, plan);
+      const src = boardSource(image, plan, { pack });
       let sent = 0;
       src.on("data", (c: Buffer) => (sent += c.length));
       src.pipe(proc.stdin);
@@ -377,9 +410,12 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
   // old root, which is being overwritten). The helper ignores the hang-up and goes on (verify,
   // record, reboot); its verdict then comes from the record.
   const sessionLost = !outcome.rebooting && outcome.exitCode === undefined && !outcome.error;
+  // Over SSH the session carries the helper's output; on the board itself (--local) it is a pipe.
+  const channel = o.local ? "the helper's output" : "the SSH session";
   if (sessionLost) {
+    const status = typeof outcome.sessionStatus === "number" ? `exit status ${outcome.sessionStatus}` : o.local ? "no exit status" : "no exit status: the connection dropped";
     log.warn(
-      `the SSH session ended after the write began (${typeof outcome.sessionStatus === "number" ? `exit status ${outcome.sessionStatus}` : "no exit status: the connection dropped"}), before the helper reported its result; the helper carries on by itself (verify, flash record, reboot). Waiting for the board: the flash record will say whether the read-back matched.`,
+      `${channel} ended after the write began (${status}), before the helper reported its result; the helper carries on by itself (verify, flash record, reboot). ${o.local ? "The board reboots when it is done; the flash record on its boot partition will say whether the read-back matched." : "Waiting for the board: the flash record will say whether the read-back matched."}`,
     );
   }
   let verified = outcome.verify;
@@ -413,9 +449,14 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
   if (sessionLost) {
     const v = record?.["flash-id"] === boot?.record?.flashId ? record?.verify : undefined;
     if (v === "ok" || v === "repaired" || v === "failed" || (v === "skipped" && !o.verify)) verified = v;
-    else if (o.verify) {
+    else if (o.verify && o.local) {
       throw new UserError(
-        `The flash's result is unknown: the SSH session ended during the write and ${boot?.record ? "the flash record could not be read back" : "there is no flash record (--no-record)"}, so nothing confirms the read-back.`,
+        `The flash's result is not known here: ${channel} ended during the write. The helper reboots the board when it is done; ${boot?.record ? `then ${RECORD_FILE} on its boot partition says whether the read-back matched` : "there is no flash record (--no-record) to say whether the read-back matched"}.`,
+        "If the board does not come back, re-flash its disk by other means (SD card reader).",
+      );
+    } else if (o.verify) {
+      throw new UserError(
+        `The flash's result is unknown: ${channel} ended during the write and ${boot?.record ? "the flash record could not be read back" : "there is no flash record (--no-record)"}, so nothing confirms the read-back.`,
         "Re-flash the board (the write may be incomplete), or check the disk against the image by other means.",
       );
     }
@@ -475,19 +516,61 @@ async function releaseStageGuard(g: RemoteProcess): Promise<void> {
   await g.exited;
 }
 
+/** A small file for the helper's work dir (0600 unless said). */
+interface StagedFile {
+  name: string;
+  data: string | Uint8Array;
+  mode?: string;
+}
+
+/**
+ * All of the helper's small files in one root command: each costs a sudo, 0.5-0.9 s on a TCG board
+ * with systemd, ten of them most of the staging time. The files travel back to back on stdin; the
+ * staged busybox's dd takes exactly each one's length (count_bytes never reads past it), and each
+ * file exists with its mode before a byte lands.
+ */
+export const PUT_FILES_SCRIPT = [
+  'cd -- "$1" || exit 1',
+  "shift",
+  "umask 077",
+  "while [ $# -gt 0 ]; do",
+  '  : > "$1" && chmod "$2" "$1" || exit 1',
+  '  if [ "$3" -gt 0 ]; then ./busybox dd of="$1" bs=65536 count="$3" iflag=count_bytes,fullblock 2>/dev/null || exit 1; fi',
+  '  [ "$(./busybox wc -c < "$1")" -eq "$3" ] || { echo "$1: $3 bytes expected, the copy is short" >&2; exit 1; }',
+  "  shift 3",
+  "done",
+].join("\n");
+
+async function putFiles(t: Target, work: string, files: StagedFile[]): Promise<void> {
+  const parts = files.map((f) => (typeof f.data === "string" ? Buffer.from(f.data, "utf8") : f.data));
+  const args = files.flatMap((f, i) => [f.name, f.mode ?? "0600", String(parts[i]!.length)]);
+  await t.exec([`${work}/busybox`, "sh", "-c", PUT_FILES_SCRIPT, "sh", work, ...args], { root: true, stdin: Buffer.concat(parts) });
+}
+
 interface Staged {
   /** A file on the board, or "-" for stdin. */
   source: string;
 }
 
 /** The bytes that travel to the board: the file as is, or re-encoded when the board cannot decode it. */
-function boardSource(image: ImageInfo, plan: Plan): Readable {
-  if (plan.transport === "as-is") return createReadStream(image.path, { highWaterMark: 4 << 20 });
-  if (plan.transport === "raw") return rawStream(image);
-  const gz = zlib.createGzip({ level: 1, chunkSize: 1 << 20 });
+function boardSource(image: ImageInfo, plan: Plan, opts: { onRaw?: (chunk: Buffer) => void; pack?: PackLayout } = {}): Readable {
+  if (plan.transport === "as-is" && !opts.pack) return createReadStream(image.path, { highWaterMark: 4 << 20 });
   const raw = rawStream(image);
-  raw.on("error", (e) => gz.destroy(e));
-  return raw.pipe(gz);
+  // The image's raw bytes, before packing and gzip (onRaw hashes them: the proof of a copy made here).
+  if (opts.onRaw) raw.on("data", opts.onRaw);
+  const stages: Readable[] = [raw];
+  if (opts.pack) stages.push(packFilter(opts.pack));
+  if (plan.transport === "gzip") stages.push(zlib.createGzip({ level: 1, chunkSize: 1 << 20 }));
+  for (let i = 1; i < stages.length; i++) {
+    const from = stages[i - 1]!;
+    const to = stages[i] as Transform;
+    from.on("error", (e) => to.destroy(e));
+    from.pipe(to);
+  }
+  const out = stages.at(-1)!;
+  // Destroying the end (a failed copy) stops the decoder at the start too.
+  out.on("close", () => raw.destroy());
+  return out;
 }
 
 export function encodeExtents(extents: { offset: number; data: Uint8Array }[]): { index: string; data: Uint8Array } {
@@ -714,7 +797,7 @@ function refusal(t: Target, reasons: string[]): UserError {
   return new UserError(`Refusing to flash ${t.name}; nothing was changed:\n  - ${reasons.join("\n  - ")}`, undefined, 1);
 }
 
-function describePlan(o: FlashOptions, facts: TargetFacts, plan: Plan, image: ImageInfo, scan: ImageScan, boot?: PreparedBoot, bmap?: Bmap): string {
+function describePlan(o: FlashOptions, facts: TargetFacts, plan: Plan, image: ImageInfo, scan: ImageScan, boot?: PreparedBoot, bmap?: Bmap, pack?: PackLayout): string {
   const custom = boot?.customization;
   const lines = [
     `target     ${o.target.name}  (${facts.hostname}, ${facts.model ?? facts.arch}, ${facts.os ?? "?"})`,
@@ -725,6 +808,9 @@ function describePlan(o: FlashOptions, facts: TargetFacts, plan: Plan, image: Im
     `stops      ${plan.units.length ? plan.units.join(", ") : "no services"}`,
     `customize  ${custom ? custom.summary : "no (plain flash)"}`,
     ...(bmap ? [`bmap       ${bmap.path}: ${formatBytes(bmap.mappedBytes)} of ${formatBytes(bmap.imageSize)} mapped; only those ranges are written (--no-bmap: all)`] : []),
+    ...(pack
+      ? [`packed     ${formatBytes(pack.dataBytes)} of the image's bytes travel${pack.zeroBytes ? `; ${formatBytes(pack.zeroBytes)} of zero blocks are written from the board's /dev/zero` : ""}${bmap ? "; unmapped ranges are not sent" : ""}`]
+      : []),
     `verify     ${o.verify ? `read back every ${bmap ? "written " : ""}byte before the reboot` : "no (--no-verify)"}`,
     `record     ${boot?.record ? `${RECORD_FILE} on the new boot partition (--no-record: none)` : o.record === false ? "no (--no-record)" : `none: ${boot?.noRecord ?? "no boot partition edit"}`}`,
   ];

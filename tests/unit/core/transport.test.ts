@@ -42,6 +42,18 @@ describe("estimateTransports", () => {
     expect(e.gzip!.excluded).toBeUndefined();
   });
 
+  test("packed: gzip and raw carry only the image's non-zero data; the file as it is still decodes all of it", () => {
+    const packed = { ...l2, packedBytes: 96 * MiB };
+    const e = Object.fromEntries(estimateTransports(packed, tcgBoard).map((x) => [x.transport, x]));
+    expect(e["as-is"]!.seconds).toBeCloseTo(65.4 / 7 + 320 / 17, 5);
+    expect(e.raw!.wireBytes).toBe(96 * MiB);
+    expect(e.raw!.seconds).toBeCloseTo(Math.max(320 / 300, 96 / 7 + 96 / 400), 5);
+    expect(e.gzip!.wireBytes).toBe(Math.ceil(96 * MiB * 0.27));
+    expect(e.gzip!.seconds).toBeCloseTo(Math.max(320 / 90, (96 * 0.27) / 7 + 96 / 30), 3);
+    // On the TCG board's numbers: gzip of the data alone ~7 s, raw ~14 s, the file as it is ~28 s.
+    expect(pickTransport(estimateTransports(packed, tcgBoard), tcgBoard).transport).toBe("gzip");
+  });
+
   test("zstd cannot be sent as is; a raw image has no separate raw plan; unmeasured plans are excluded", () => {
     const z = estimateTransports({ ...l2, format: "zstd", fileSize: 70 * MiB }, tcgBoard);
     expect(z.find((x) => x.transport === "as-is")!.excluded).toContain("cannot decode zstd");
@@ -90,6 +102,17 @@ describe("the plan follows the transport", () => {
     expect(raw).toMatchObject({ codec: "raw", transcode: true, transport: "raw", transportReason: "r", stagedBytes: 320 * MiB });
     const gz = planFlash({ facts, image, local: false, mode: "auto", servicePatterns: [], transport: "gzip", gzipRatio: 0.25 });
     expect(gz).toMatchObject({ codec: "gz", transcode: true, transportReason: "asked for (--transport)", stagedBytes: Math.ceil(320 * MiB * 0.25 * 1.1) });
+  });
+
+  test("packed: the ramfs copy of raw (or of a raw image as is) and gzip is sized by the bytes it carries", () => {
+    const raw = planFlash({ facts, image, local: false, mode: "auto", servicePatterns: [], transport: "raw", packedBytes: 100 * MiB });
+    expect(raw.stagedBytes).toBe(100 * MiB);
+    const gz = planFlash({ facts, image, local: false, mode: "auto", servicePatterns: [], transport: "gzip", gzipRatio: 0.25, packedBytes: 100 * MiB });
+    expect(gz.stagedBytes).toBe(Math.ceil(100 * MiB * 0.25 * 1.1));
+    const asIs = planFlash({ facts, image: { ...image, format: "raw", fileSize: 320 * MiB }, local: false, mode: "auto", servicePatterns: [], packedBytes: 100 * MiB });
+    expect(asIs.stagedBytes).toBe(100 * MiB);
+    const xz = planFlash({ facts, image, local: false, mode: "auto", servicePatterns: [], packedBytes: 100 * MiB });
+    expect(xz.stagedBytes).toBe(65 * MiB);
   });
 
   test("as-is for zstd turns into gzip -1 (the board cannot decode zstd), raw for a raw image is as-is", () => {
