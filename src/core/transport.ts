@@ -4,7 +4,8 @@ import zlib from "node:zlib";
 import { busyboxFor } from "../assets/busybox.ts";
 import type { ImageFormat } from "../image/source.ts";
 import { formatBytes } from "../image/source.ts";
-import type { Target } from "../target/types.ts";
+import type { RemoteProcess, Target } from "../target/types.ts";
+import { dropDir, startDirGuard } from "./dir-guard.ts";
 import type { BoardCodec } from "./plan.ts";
 
 /**
@@ -139,13 +140,43 @@ export interface ImageSample {
   hostDecodeRate: number;
 }
 
+/** A temporary /dev/shm directory on the board with the staged busybox, and the link measured into it. */
+export interface LinkProbe {
+  dir: string;
+  /** Bytes/s (measureLink). */
+  link: number;
+  /** Removes the dir when its stdin ends (dropProbe, or the connection lost). */
+  guard: RemoteProcess;
+}
+
 /**
- * Measure what the model needs: the sample in each form goes to the board's /dev/shm (the link
- * is timed on the raw sample), the board's busybox times each form's write and check pipelines, and
- * this side times its own gzip -1. A few seconds; nothing outside a temporary /dev/shm directory
- * on the board is touched.
+ * The first half of the measurement, which needs no sample of the image: it runs while this side
+ * scans the image (a few seconds saved on every flash). Random bytes: ssh does not compress, and
+ * nothing between may compress them either. Remove the directory with dropProbe().
  */
-export async function measureRates(target: Target, arch: string, cpus: number, format: ImageFormat, sample: ImageSample): Promise<Rates> {
+export async function probeLink(target: Target, arch: string): Promise<LinkProbe> {
+  const dir = `/dev/shm/flash-live-probe-${randomBytes(4).toString("hex")}`;
+  const guard = await startDirGuard(target, dir, { root: false });
+  try {
+    await target.put(`${dir}/busybox`, await busyboxFor(arch), { mode: "0700" });
+    return { dir, guard, link: await measureLink(target, `${dir}/busybox`, randomBytes(8 << 20)) };
+  } catch (e) {
+    await dropDir(guard);
+    throw e;
+  }
+}
+
+export async function dropProbe(probe: LinkProbe): Promise<void> {
+  await dropDir(probe.guard).catch(() => {});
+}
+
+/**
+ * The rest of the measurement, in the probe's directory: the sample in each form goes to the board's
+ * /dev/shm, the board's busybox times each form's write pipeline (and, for ramfs, the copy's check),
+ * and this side times its own gzip -1. A few seconds; nothing outside the probe's directory on the
+ * board is touched (the caller removes it).
+ */
+export async function measureRates(target: Target, probe: LinkProbe, cpus: number, format: ImageFormat, sample: ImageSample, mode: "ramfs" | "stream"): Promise<Rates> {
   // A copy made on this side carries no zero blocks (packing): gzip and raw are timed and their
   // ratio taken on the sample's non-zero slices; the file as it is decodes all of it.
   const full = sample.bytes;
@@ -154,49 +185,41 @@ export async function measureRates(target: Target, arch: string, cpus: number, f
   const gz = zlib.gzipSync(raw, { level: 1 });
   const gzipSeconds = (performance.now() - t0) / 1000;
   const asIs = format === "xz" ? await xzSample(full) : format === "gzip" ? zlib.gzipSync(full, { level: 6 }) : format === "raw" ? full : undefined;
-  const dir = `/dev/shm/flash-live-probe-${randomBytes(4).toString("hex")}`;
-  const rates: Rates = { link: 0, boardWrite: {}, boardCheck: {}, host: {}, ratio: { gzip: gz.length / raw.length, raw: 1 }, cpus };
+  const dir = probe.dir;
+  const rates: Rates = { link: probe.link, boardWrite: {}, boardCheck: {}, host: {}, ratio: { gzip: gz.length / raw.length, raw: 1 }, cpus };
   // Whole-file decoding on this side feeds every re-encoding; gzip -1 runs on top of it.
   rates.host.raw = sample.hostDecodeRate;
   rates.host.gzip = 1 / (1 / sample.hostDecodeRate + gzipSeconds / raw.length);
-  const made = await target.exec(["sh", "-c", 'umask 077 && mkdir -- "$1"', "sh", dir], { check: false });
-  if (made.code !== 0) throw new Error(`could not create ${dir}: ${made.stderr.trim()}`);
-  try {
-    await target.put(`${dir}/busybox`, await busyboxFor(arch), { mode: "0700" });
-    rates.link = await measureLink(target, `${dir}/busybox`, raw);
-    await target.put(`${dir}/s.raw`, raw, { mode: "0600" });
-    await target.put(`${dir}/s.gzip`, gz, { mode: "0600" });
-    if (asIs && format !== "raw") await target.put(`${dir}/s.as-is`, asIs, { mode: "0600" });
-    const dec: Partial<Record<TransportName, string>> = { raw: "cat s.raw", gzip: "./busybox zcat < s.gzip" };
-    if (asIs) dec["as-is"] = format === "raw" ? "cat s.raw" : `./busybox ${format === "xz" ? "xzcat" : "zcat"} < s.as-is`;
-    const lines = ['cd "$1" || exit 1', 't() { read -r u _ < /proc/uptime; echo "$1 $u"; }'];
-    for (const [name, d] of Object.entries(dec)) {
-      const file = name === "as-is" && format !== "raw" ? "s.as-is" : `s.${name === "as-is" ? "raw" : name}`;
-      lines.push(`t w-${name}`, `${d.replace(/^cat /, "./busybox cat ")} | ./busybox dd of=/dev/null bs=4M 2>/dev/null`, `t w-${name}-end`);
-      // The ramfs copy's check: a copy made on this side (raw, gzip) is only hashed on the board; a
-      // compressed file sent as it is is also decoded once (src/modes/flash.ts).
-      const check = name === "as-is" && format !== "raw" ? `./busybox sha256sum ${file} >/dev/null; ${d} | ./busybox md5sum >/dev/null` : `./busybox md5sum ${file} >/dev/null`;
-      lines.push(`t c-${name}`, check, `t c-${name}-end`);
+  await target.put(`${dir}/s.raw`, raw, { mode: "0600" });
+  await target.put(`${dir}/s.gzip`, gz, { mode: "0600" });
+  if (asIs && format !== "raw") await target.put(`${dir}/s.as-is`, asIs, { mode: "0600" });
+  const dec: Partial<Record<TransportName, string>> = { raw: "cat s.raw", gzip: "./busybox zcat < s.gzip" };
+  if (asIs) dec["as-is"] = format === "raw" ? "cat s.raw" : `./busybox ${format === "xz" ? "xzcat" : "zcat"} < s.as-is`;
+  const lines = ['cd "$1" || exit 1', 't() { read -r u _ < /proc/uptime; echo "$1 $u"; }'];
+  for (const [name, d] of Object.entries(dec)) {
+    const file = name === "as-is" && format !== "raw" ? "s.as-is" : `s.${name === "as-is" ? "raw" : name}`;
+    lines.push(`t w-${name}`, `${d.replace(/^cat /, "./busybox cat ")} | ./busybox dd of=/dev/null bs=4M 2>/dev/null`, `t w-${name}-end`);
+    // The ramfs copy's check: a copy made on this side (raw, gzip) is only hashed on the board; a
+    // compressed file sent as it is is also decoded once (src/modes/flash.ts).
+    const check = name === "as-is" && format !== "raw" ? `./busybox sha256sum ${file} >/dev/null; ${d} | ./busybox md5sum >/dev/null` : `./busybox md5sum ${file} >/dev/null`;
+    if (mode === "ramfs") lines.push(`t c-${name}`, check, `t c-${name}-end`);
+  }
+  const r = await target.exec(["sh", "-c", lines.join("\n"), "sh", dir], { check: false });
+  const at = new Map(r.stdout.split("\n").filter(Boolean).map((l) => l.split(" ") as [string, string]).map(([k, v]) => [k, Number(v)]));
+  for (const name of Object.keys(dec) as TransportName[]) {
+    for (const [kind, into] of [["w", rates.boardWrite], ["c", rates.boardCheck]] as const) {
+      const a = at.get(`${kind}-${name}`);
+      const b = at.get(`${kind}-${name}-end`);
+      // /proc/uptime ticks in 10 ms: never divide by less than one tick.
+      const bytes = name === "as-is" && format !== "raw" ? full.length : raw.length;
+      if (a !== undefined && b !== undefined) into[name] = bytes / Math.max(0.01, b - a);
     }
-    const r = await target.exec(["sh", "-c", lines.join("\n"), "sh", dir], { check: false });
-    const at = new Map(r.stdout.split("\n").filter(Boolean).map((l) => l.split(" ") as [string, string]).map(([k, v]) => [k, Number(v)]));
-    for (const name of Object.keys(dec) as TransportName[]) {
-      for (const [kind, into] of [["w", rates.boardWrite], ["c", rates.boardCheck]] as const) {
-        const a = at.get(`${kind}-${name}`);
-        const b = at.get(`${kind}-${name}-end`);
-        // /proc/uptime ticks in 10 ms: never divide by less than one tick.
-        const bytes = name === "as-is" && format !== "raw" ? full.length : raw.length;
-        if (a !== undefined && b !== undefined) into[name] = bytes / Math.max(0.01, b - a);
-      }
-    }
-    if (asIs) {
-      rates.ratio["as-is"] = asIs.length / (format === "raw" ? raw.length : full.length);
-      // The sample is a few MiB: correct gzip's ratio by how far the sample's own-codec ratio is
-      // from the whole file's (as-is ratio known exactly).
-      rates.ratio.gzip = rates.ratio.gzip! * sample.fileRatio / rates.ratio["as-is"];
-    }
-  } finally {
-    await target.exec(["rm", "-rf", "--", dir], { check: false }).catch(() => {});
+  }
+  if (asIs) {
+    rates.ratio["as-is"] = asIs.length / (format === "raw" ? raw.length : full.length);
+    // The sample is a few MiB: correct gzip's ratio by how far the sample's own-codec ratio is
+    // from the whole file's (as-is ratio known exactly).
+    rates.ratio.gzip = rates.ratio.gzip! * sample.fileRatio / rates.ratio["as-is"];
   }
   return rates;
 }

@@ -8,15 +8,16 @@ import flashScript from "../helpers/flash.sh" with { type: "text" };
 import { busyboxFor } from "../assets/busybox.ts";
 import type { FlashMode } from "../config/schema.ts";
 import type { FlashContext } from "../core/context.ts";
+import { keepDir, startDirGuard } from "../core/dir-guard.ts";
 import { gatherFacts, type TargetFacts } from "../core/facts.ts";
 import type { FlashHookable } from "../core/hooks.ts";
 import { type Plan, planFlash, SHM_MARGIN } from "../core/plan.ts";
-import { estimateTransports, measureRates, pickTransport, type Rates, type TransportEstimate, type TransportName, type TransportSetting } from "../core/transport.ts";
+import { dropProbe, estimateTransports, measureRates, pickTransport, probeLink, type Rates, type TransportEstimate, type TransportName, type TransportSetting } from "../core/transport.ts";
 import { createProgress, fmtDuration } from "../core/progress.ts";
 import { faultScript, isHarness, patchDumpPath } from "../core/safety.ts";
 import type { PreparedBoot } from "../core/customize-step.ts";
 import { parseRecord, RECORD_FILE, recordHeadText, recordPadding } from "../core/record.ts";
-import { RemoteCommandError, UserError } from "../errors.ts";
+import { UserError } from "../errors.ts";
 import { type Bmap, findBmap, loadBmap, mergeRegions } from "../image/bmap.ts";
 import { layoutText, type PackLayout, packFilter, packLayout } from "../image/pack.ts";
 import { type ImageScan, scanImage } from "../image/scan.ts";
@@ -152,42 +153,48 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
     if (bmap && image.rawSizeHint !== undefined && bmap.imageSize !== image.rawSizeHint) {
       throw new UserError(`The block map ${bmap.path} is for an image of ${bmap.imageSize} bytes; ${image.path} holds ${image.rawSizeHint}.`, "Use the .bmap made for this image, or flash without it (--no-bmap).");
     }
-    const boot = o.prepareBoot ? await o.prepareBoot(ctx, image, o.record === false ? undefined : { flashId }) : undefined;
-    if (boot?.noRecord) ctx.warnings.push(`no flash record on the new boot partition: ${boot.noRecord}`);
-    // With a block map, the disk gets its ranges plus the boot partition edit's sectors, nothing else.
-    const regions = bmap ? mergeRegions([...bmap.ranges, ...(boot?.extents ?? []).map((e) => ({ offset: e.offset, length: e.data.length }))]) : undefined;
     const measure = !o.local && !asked;
-    const scan = await scanImage(image, {
-      extents: boot?.extents,
-      regions,
-      bmap,
-      sample: measure ? { bytes: 8 << 20, sizeHint: image.rawSizeHint } : undefined,
-      onProgress: (n) => onScan?.(n, image.rawSizeHint),
-    });
-    const layout = packLayout(scan.rawSize, scan.zeroRuns, bmap ? mergeRegions(bmap.ranges) : undefined);
-    packedBytes = layout?.dataBytes;
-    let planned = plan(scan);
-    let transport: Preflight["transport"];
-    if (measure && scan.sample && planned.refusals.length === 0) {
-      try {
-        const rates = await measureRates(o.target, facts.arch, facts.cpus, image.format, {
-          bytes: scan.sample,
-          fileRatio: image.fileSize / scan.rawSize,
-          hostDecodeRate: scan.rawSize / Math.max(scan.seconds, 0.001),
-        });
-        const estimates = estimateTransports(
-          { mode: planned.mode, format: image.format, fileSize: image.fileSize, rawSize: scan.rawSize, packedBytes, shmRoom: facts.shmAvail - SHM_MARGIN },
-          rates,
-        );
-        const pick = pickTransport(estimates, rates);
-        planned = plan(scan, { transport: pick.transport, reason: pick.reason, gzipRatio: rates.ratio.gzip });
-        transport = { rates, estimates };
-      } catch (e) {
-        ctx.warnings.push(`the transport was not measured (${e instanceof Error ? e.message : String(e)}); ${planned.transportReason}`);
+    // The link is measured while this side reads the image: it needs no sample of it.
+    const probing = measure ? probeLink(o.target, facts.arch).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e)))) : undefined;
+    try {
+      const boot = o.prepareBoot ? await o.prepareBoot(ctx, image, o.record === false ? undefined : { flashId }) : undefined;
+      if (boot?.noRecord) ctx.warnings.push(`no flash record on the new boot partition: ${boot.noRecord}`);
+      // With a block map, the disk gets its ranges plus the boot partition edit's sectors, nothing else.
+      const regions = bmap ? mergeRegions([...bmap.ranges, ...(boot?.extents ?? []).map((e) => ({ offset: e.offset, length: e.data.length }))]) : undefined;
+      const scan = await scanImage(image, {
+        extents: boot?.extents,
+        regions,
+        bmap,
+        sample: measure ? { bytes: 8 << 20, sizeHint: image.rawSizeHint } : undefined,
+        onProgress: (n) => onScan?.(n, image.rawSizeHint),
+      });
+      const layout = packLayout(scan.rawSize, scan.zeroRuns, bmap ? mergeRegions(bmap.ranges) : undefined);
+      packedBytes = layout?.dataBytes;
+      let planned = plan(scan);
+      let transport: Preflight["transport"];
+      if (measure && scan.sample && planned.refusals.length === 0) {
+        try {
+          const probe = await probing!;
+          if (probe instanceof Error) throw probe;
+          const sample = { bytes: scan.sample, fileRatio: image.fileSize / scan.rawSize, hostDecodeRate: scan.rawSize / Math.max(scan.seconds, 0.001) };
+          const rates = await measureRates(o.target, probe, facts.cpus, image.format, sample, planned.mode);
+          const estimates = estimateTransports(
+            { mode: planned.mode, format: image.format, fileSize: image.fileSize, rawSize: scan.rawSize, packedBytes, shmRoom: facts.shmAvail - SHM_MARGIN },
+            rates,
+          );
+          const pick = pickTransport(estimates, rates);
+          planned = plan(scan, { transport: pick.transport, reason: pick.reason, gzipRatio: rates.ratio.gzip });
+          transport = { rates, estimates };
+        } catch (e) {
+          ctx.warnings.push(`the transport was not measured (${e instanceof Error ? e.message : String(e)}); ${planned.transportReason}`);
+        }
       }
+      const pack = layout && madeHere(planned, o.local) ? layout : undefined;
+      return { facts, image, scan, boot, flashId, bmap, transport, pack, plan: (ctx.plan = planned) };
+    } finally {
+      const probe = await probing;
+      if (probe && !(probe instanceof Error)) await dropProbe(probe);
     }
-    const pack = layout && madeHere(planned, o.local) ? layout : undefined;
-    return { facts, image, scan, boot, flashId, bmap, transport, pack, plan: (ctx.plan = planned) };
   });
 }
 
@@ -238,7 +245,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
   let guard: RemoteProcess | undefined;
   try {
     staged = await phase("stage", async () => {
-      guard = await startStageGuard(t, work);
+      guard = await startDirGuard(t, work, { root: true });
       await t.put(`${work}/busybox`, await busyboxFor(facts.arch), { mode: "0700", root: true });
       const files: StagedFile[] = [{ name: "flash.sh", data: flashScript }];
       if (isHarness()) files.push({ name: "harness", data: "1\n" });
@@ -349,7 +356,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
     throw e;
   }
   // From here the helper owns the work dir (and removes it on a pre-commit failure via cleanup()).
-  await releaseStageGuard(guard!);
+  await keepDir(guard!);
 
   // ---- hand off: the helper quiesces, freezes, writes, verifies, reboots --------------------------
   const outcome = await phase("handoff", async () => {
@@ -484,36 +491,6 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
     throw new UserError(`The flash did not complete: ${outcome.error}`, "The board rebooted; if it does not come up, re-flash it (by SD card or flash-live --stream).");
   }
   return res;
-}
-
-/**
- * Runs on the board while files are staged: creates the work dir, then waits on its stdin. flash-live
- * writes "keep" once the helper is about to own the dir. Any other end of stdin (flash-live killed by
- * any signal, the link lost: sshd closes the session's pipes) removes the dir, so an interrupted copy
- * leaves nothing in /dev/shm even when flash-live itself cannot clean up.
- */
-export const STAGE_GUARD_SCRIPT = ['mkdir -m 700 -- "$1" || exit 1', "echo ready", "read -r word", '[ "$word" = keep ] || rm -rf -- "$1"'].join("\n");
-
-async function startStageGuard(t: Target, work: string): Promise<RemoteProcess> {
-  const g = await t.spawn(["sh", "-c", STAGE_GUARD_SCRIPT, "sh", work], { root: true });
-  g.stdin.on("error", () => {});
-  let out = "";
-  let err = "";
-  g.stderr.on("data", (c: Buffer) => (err += c.toString("utf8")));
-  const ready = await new Promise<boolean>((resolve) => {
-    g.stdout.on("data", (c: Buffer) => {
-      out += c.toString("utf8");
-      if (out.includes("ready\n")) resolve(true);
-    });
-    g.exited.then(() => resolve(false));
-  });
-  if (!ready) throw new RemoteCommandError(`mkdir -m 700 ${work}`, await g.exited, err, t.name);
-  return g;
-}
-
-async function releaseStageGuard(g: RemoteProcess): Promise<void> {
-  g.stdin.end("keep\n");
-  await g.exited;
 }
 
 /** A small file for the helper's work dir (0600 unless said). */

@@ -1,0 +1,40 @@
+import { RemoteCommandError } from "../errors.ts";
+import type { RemoteProcess, Target } from "../target/types.ts";
+
+/**
+ * Runs on the board while flash-live fills a directory in /dev/shm (the helper's work dir, the
+ * measurement's probe dir): creates it, then waits on its stdin. flash-live writes "keep" when the
+ * helper is about to own the dir. Any other end of stdin (flash-live done with a probe, or killed by
+ * any signal, or the link lost: sshd closes the session's pipes) removes the dir, so an interrupted
+ * run leaves nothing in /dev/shm even when flash-live itself cannot clean up.
+ */
+export const DIR_GUARD_SCRIPT = ['mkdir -m 700 -- "$1" || exit 1', "echo ready", "read -r word", '[ "$word" = keep ] || rm -rf -- "$1"'].join("\n");
+
+export async function startDirGuard(t: Target, dir: string, opts: { root: boolean }): Promise<RemoteProcess> {
+  const g = await t.spawn(["sh", "-c", DIR_GUARD_SCRIPT, "sh", dir], { root: opts.root });
+  g.stdin.on("error", () => {});
+  let out = "";
+  let err = "";
+  g.stderr.on("data", (c: Buffer) => (err += c.toString("utf8")));
+  const ready = await new Promise<boolean>((resolve) => {
+    g.stdout.on("data", (c: Buffer) => {
+      out += c.toString("utf8");
+      if (out.includes("ready\n")) resolve(true);
+    });
+    g.exited.then(() => resolve(false));
+  });
+  if (!ready) throw new RemoteCommandError(`mkdir -m 700 ${dir}`, await g.exited, err, t.name);
+  return g;
+}
+
+/** The helper owns the dir from now on. */
+export async function keepDir(g: RemoteProcess): Promise<void> {
+  g.stdin.end("keep\n");
+  await g.exited;
+}
+
+/** Remove the dir (and end the guard). */
+export async function dropDir(g: RemoteProcess): Promise<void> {
+  g.stdin.end();
+  await g.exited;
+}
