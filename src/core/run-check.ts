@@ -69,6 +69,8 @@ export interface CheckReport {
     transportReason: string;
     /** The preflight's measurement: rates in bytes/s, and each transport's predicted seconds. */
     measured?: { rates: import("./transport.ts").Rates; estimates: import("./transport.ts").TransportEstimate[] };
+    /** A copy made on this side: the image's bytes that travel, and the zero blocks written on the board instead. */
+    packed?: { dataBytes: number; zeroBytes: number };
   };
 }
 
@@ -163,6 +165,7 @@ export async function check(req: CheckRequest): Promise<CheckReport> {
         transport: plan.transport,
         transportReason: plan.transportReason,
         measured: pf.transport,
+        packed: pf.pack ? { dataBytes: pf.pack.dataBytes, zeroBytes: pf.pack.zeroBytes } : undefined,
       };
     }
     return report;
@@ -201,6 +204,7 @@ export function formatCheck(r: CheckReport): string {
   if (r.plan) {
     add("mode", `${r.plan.mode}: ${r.plan.reason}`);
     add("transport", `${r.plan.transport}, ${r.plan.codec} on the wire: ${r.plan.transportReason}`);
+    if (r.plan.packed) add("  packed", `${formatBytes(r.plan.packed.dataBytes)} of the image's bytes travel; ${formatBytes(r.plan.packed.zeroBytes)} of zero blocks are written from the board's /dev/zero`);
   }
   const w = Math.max(...rows.map(([k]) => k.length));
   const lines = rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`);

@@ -150,16 +150,16 @@ export interface LinkProbe {
 }
 
 /**
- * The first half of the measurement, which needs no sample of the image: it runs while this side
- * scans the image (a few seconds saved on every flash). Random bytes: ssh does not compress, and
- * nothing between may compress them either. Remove the directory with dropProbe().
+ * The first half of the measurement: a guarded /dev/shm directory with the staged busybox, and the
+ * link into it. Random bytes: ssh does not compress, and nothing between may compress them either.
+ * Remove the directory with dropProbe().
  */
 export async function probeLink(target: Target, arch: string): Promise<LinkProbe> {
   const dir = `/dev/shm/flash-live-probe-${randomBytes(4).toString("hex")}`;
   const guard = await startDirGuard(target, dir, { root: false });
   try {
     await target.put(`${dir}/busybox`, await busyboxFor(arch), { mode: "0700" });
-    return { dir, guard, link: await measureLink(target, `${dir}/busybox`, randomBytes(8 << 20)) };
+    return { dir, guard, link: await measureLink(target, `${dir}/busybox`, randomBytes(2 << 20)) };
   } catch (e) {
     await dropDir(guard);
     throw e;

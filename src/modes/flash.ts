@@ -12,7 +12,7 @@ import { keepDir, startDirGuard } from "../core/dir-guard.ts";
 import { gatherFacts, type TargetFacts } from "../core/facts.ts";
 import type { FlashHookable } from "../core/hooks.ts";
 import { type Plan, planFlash, SHM_MARGIN } from "../core/plan.ts";
-import { dropProbe, estimateTransports, measureRates, pickTransport, probeLink, type Rates, type TransportEstimate, type TransportName, type TransportSetting } from "../core/transport.ts";
+import { dropProbe, estimateTransports, type LinkProbe, measureRates, pickTransport, probeLink, type Rates, type TransportEstimate, type TransportName, type TransportSetting } from "../core/transport.ts";
 import { createProgress, fmtDuration } from "../core/progress.ts";
 import { faultScript, isHarness, patchDumpPath } from "../core/safety.ts";
 import type { PreparedBoot } from "../core/customize-step.ts";
@@ -154,8 +154,10 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
       throw new UserError(`The block map ${bmap.path} is for an image of ${bmap.imageSize} bytes; ${image.path} holds ${image.rawSizeHint}.`, "Use the .bmap made for this image, or flash without it (--no-bmap).");
     }
     const measure = !o.local && !asked;
-    // The link is measured while this side reads the image: it needs no sample of it.
-    const probing = measure ? probeLink(o.target, facts.arch).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e)))) : undefined;
+    // The measurement comes after the scan, not beside it: the scan keeps this side's CPUs busy
+    // (xz -T0, hashing on this thread, which also encrypts the SSH stream), and a link measured then
+    // came out at 1.7 MiB/s on a board that took 13 (so the wrong transport was picked).
+    let probe: LinkProbe | undefined;
     try {
       const boot = o.prepareBoot ? await o.prepareBoot(ctx, image, o.record === false ? undefined : { flashId }) : undefined;
       if (boot?.noRecord) ctx.warnings.push(`no flash record on the new boot partition: ${boot.noRecord}`);
@@ -174,8 +176,7 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
       let transport: Preflight["transport"];
       if (measure && scan.sample && planned.refusals.length === 0) {
         try {
-          const probe = await probing!;
-          if (probe instanceof Error) throw probe;
+          probe = await probeLink(o.target, facts.arch);
           const sample = { bytes: scan.sample, fileRatio: image.fileSize / scan.rawSize, hostDecodeRate: scan.rawSize / Math.max(scan.seconds, 0.001) };
           const rates = await measureRates(o.target, probe, facts.cpus, image.format, sample, planned.mode);
           const estimates = estimateTransports(
@@ -192,8 +193,7 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
       const pack = layout && madeHere(planned, o.local) ? layout : undefined;
       return { facts, image, scan, boot, flashId, bmap, transport, pack, plan: (ctx.plan = planned) };
     } finally {
-      const probe = await probing;
-      if (probe && !(probe instanceof Error)) await dropProbe(probe);
+      if (probe) await dropProbe(probe);
     }
   });
 }
