@@ -29,7 +29,7 @@ if [[ $# -gt 0 ]]; then
 fi
 
 # Every test file in exactly one group: group B takes these, group A everything else.
-group_b=(tests/e2e/flash.test.ts tests/e2e/faults.test.ts tests/e2e/check.test.ts tests/e2e/harness.test.ts)
+group_b=(tests/e2e/flash.test.ts tests/e2e/faults.test.ts tests/e2e/check.test.ts tests/e2e/harness.test.ts tests/e2e/arm64.test.ts)
 mapfile -t all < <(find tests -name '*.test.ts' | sort)
 group_a=()
 for f in "${all[@]}"; do

@@ -1,6 +1,7 @@
 /**
- * issue 6, local mode: the compiled linux-x64 binary runs ON the board (as root, from a second disk
- * standing in for a USB stick), exactly as a user with a console would run it.
+ * issue 6, local mode: the compiled binary runs ON the board (as root, from a second disk standing
+ * in for a USB stick), exactly as a user with a console would run it: linux-x64 on the x86 boards,
+ * linux-arm64 on an arm64 board (a Cortex-A72, the Raspberry Pi 4's CPU).
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -8,16 +9,19 @@ import { parseRecord } from "../../src/core/record.ts";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { type Board, startBoard } from "../harness/board.ts";
+import { ensureArm64Image } from "../harness/build-arm64.ts";
 import { ensureImage } from "../harness/build-image.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const BIN = join(ROOT, "dist/flash-live-linux-x64");
+const BIN_ARM64 = join(ROOT, "dist/flash-live-linux-arm64");
 let stick: string;
+let stickArm64: string;
 const boards: Board[] = [];
 
 beforeAll(async () => {
-  const b = Bun.spawnSync(["bash", "scripts/build.sh", "x64"], { cwd: ROOT, stdout: "inherit", stderr: "inherit" });
-  if (b.exitCode !== 0) throw new Error("building the x64 binary failed");
+  const b = Bun.spawnSync(["bash", "scripts/build.sh", "x64", "arm64"], { cwd: ROOT, stdout: "inherit", stderr: "inherit" });
+  if (b.exitCode !== 0) throw new Error("building the binaries failed");
   stick = mkdtempSync(join(tmpdir(), "flash-live-stick-"));
   copyFileSync(BIN, join(stick, "flash-live"));
   Bun.spawnSync(["chmod", "755", join(stick, "flash-live")]);
@@ -25,15 +29,22 @@ beforeAll(async () => {
   const lgpt = await ensureImage("L-gpt");
   copyFileSync(l2.xz, join(stick, "L2.img.xz"));
   copyFileSync(lgpt.xz, join(stick, "L-gpt.img.xz"));
+  stickArm64 = mkdtempSync(join(tmpdir(), "flash-live-stick-arm64-"));
+  copyFileSync(BIN_ARM64, join(stickArm64, "flash-live"));
+  Bun.spawnSync(["chmod", "755", join(stickArm64, "flash-live")]);
+  copyFileSync((await ensureArm64Image("L2")).xz, join(stickArm64, "L2.img.xz"));
 }, 600_000);
 afterEach(async () => {
   for (const b of boards.splice(0)) await b.stop();
 });
-afterAll(() => rmSync(stick, { recursive: true, force: true }));
+afterAll(() => {
+  rmSync(stick, { recursive: true, force: true });
+  rmSync(stickArm64, { recursive: true, force: true });
+});
 
-async function localFlash(file: string, image: "L2" | "L-gpt", extra: string[]) {
-  const img = await ensureImage(image);
-  const board = await startBoard({ image: "L", holdAtReboot: true, extraDisks: [{ fromDir: stick, label: "stick", bus: "virtio" }] });
+async function localFlash(file: string, image: "L2" | "L-gpt", extra: string[], arch?: "arm64") {
+  const img = arch ? await ensureArm64Image(image) : await ensureImage(image);
+  const board = await startBoard({ image: "L", arch, holdAtReboot: true, extraDisks: [{ fromDir: arch ? stickArm64 : stick, label: "stick", bus: "virtio" }] });
   boards.push(board);
   await board.ssh("mkdir -p /mnt/usb && mount -o ro LABEL=stick /mnt/usb || mount -o ro /dev/vdb /mnt/usb", { user: "root" });
   const before = await board.bootId();
@@ -51,7 +62,7 @@ async function localFlash(file: string, image: "L2" | "L-gpt", extra: string[]) 
   expect(cmp.differingSectors).toBeGreaterThan(0);
   expect(cmp.differingSectors).toBeLessThanOrEqual(64);
   // That boot partition is a clean FAT (fsck.fat, the oracle) holding the record.
-  const fat = join(stick, `boot-${image}.fat`);
+  const fat = join(stick, `boot-${image}${arch ? "-arm64" : ""}.fat`);
   writeFileSync(fat, await board.readDisk(boot.start, boot.size));
   const fsck = Bun.spawnSync(["fsck.fat", "-n", fat], { stdout: "pipe", stderr: "pipe" });
   rmSync(fat);
@@ -75,5 +86,11 @@ describe("local (the compiled binary on the board)", () => {
   test("stream: .img.xz read from another disk during the write, GPT", async () => {
     const out = await localFlash("L-gpt.img.xz", "L-gpt", ["--stream"]);
     expect(out).toContain("mode       stream (local)");
+  });
+
+  test("arm64: the linux-arm64 binary on an arm64 board (Cortex-A72) flashes its own disk, ramfs", async () => {
+    const out = await localFlash("L2.img.xz", "L2", ["--ramfs"], "arm64");
+    // The board runs only aarch64 code: the flash-live that wrote this output is the arm64 build.
+    expect(out).toContain("mode       ramfs (local)");
   });
 });

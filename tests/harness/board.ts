@@ -550,7 +550,10 @@ function qemuArgs(m: MachineConfig, r: RunArgs): string[] {
     "-device", "virtio-rng-pci",
     ...(x86 ? ["-device", "qemu-xhci,id=xhci"] : []),
   ];
-  if (!x86 && (r.incoming || r.extras.length > 0)) throw new Error("arm64 boards have no snapshots and no extra disks");
+  // arm64: no snapshots, and extra disks on virtio only (no xhci). Their virtio-blk-pci devices come
+  // after the board's disk on the PCI bus, so the board's disk stays /dev/vda (the arm64 initramfs
+  // mounts root=/dev/vda2 by name).
+  if (!x86 && (r.incoming || r.extras.some((d) => d.bus !== "virtio"))) throw new Error("arm64 boards have no snapshots and no USB disks");
   if (r.incoming) {
     args.push("-incoming", r.incoming);
   } else {
