@@ -4,13 +4,14 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync, writeSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findBmap, loadBmap, mergeRegions, parseBmap } from "../../../src/image/bmap.ts";
 import { scanImage, splitRegions } from "../../../src/image/scan.ts";
 import { openImage } from "../../../src/image/source.ts";
 import { UserError } from "../../../src/errors.ts";
+import { writeSparseImage } from "./_sparse.ts";
 
 const MiB = 1 << 20;
 let dir: string;
@@ -33,17 +34,8 @@ function bmaptool(args: string[]): string {
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), "flash-live-bmap-"));
   img = join(dir, "disk.img");
-  writeFileSync(img, "");
-  truncateSync(img, SIZE);
-  const fd = openSync(img, "r+");
-  for (const [i, d] of DATA.entries()) {
-    const b = Buffer.alloc(d.length);
-    for (let j = 0; j < b.length; j++) b[j] = (j * 31 + i * 7 + 1) & 0xff;
-    writeSync(fd, b, 0, b.length, d.offset);
-  }
-  closeSync(fd);
+  bytes = writeSparseImage(img, SIZE, DATA, (i, j) => (j * 31 + i * 7 + 1) & 0xff);
   bmaptool(["create", "-o", join(dir, "disk.bmap"), img]);
-  bytes = readFileSync(img);
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -4,7 +4,7 @@
  * the helper's repair finds each bad range's bytes in a packed copy (its awk, run by busybox).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync, writeSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -12,6 +12,7 @@ import { busyboxFor } from "../../../src/assets/busybox.ts";
 import { layoutText, MAX_PACK_RANGES, type PackLayout, packFilter, packLayout } from "../../../src/image/pack.ts";
 import { scanImage, ZERO_BLOCK } from "../../../src/image/scan.ts";
 import { openImage } from "../../../src/image/source.ts";
+import { writeSparseImage } from "./_sparse.ts";
 
 const MiB = 1 << 20;
 const SIZE = 40 * MiB + 3072; // the last block is short (6 sectors)
@@ -30,16 +31,7 @@ let bytes: Buffer;
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), "flash-live-pack-"));
   img = join(dir, "disk.img");
-  writeFileSync(img, "");
-  truncateSync(img, SIZE);
-  const fd = openSync(img, "r+");
-  for (const [i, d] of DATA.entries()) {
-    const b = Buffer.alloc(d.length);
-    for (let j = 0; j < b.length; j++) b[j] = ((i + 1) * 37 + j) % 251 || 1;
-    writeSync(fd, b, 0, b.length, d.offset);
-  }
-  closeSync(fd);
-  bytes = readFileSync(img);
+  bytes = writeSparseImage(img, SIZE, DATA, (i, j) => ((i + 1) * 37 + j) % 251 || 1);
   Bun.spawnSync(["sh", "-c", `gzip -1 -c "${img}" > "${img}.gz"`]);
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
