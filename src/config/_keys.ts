@@ -27,7 +27,7 @@ export const KEY_KINDS = {
   plugins: "list",
   verify: "boolean",
   record: "boolean",
-  transport: ["auto", "as-is", "gzip", "raw"],
+  transport: ["auto", "as-is", "gzip", "xz", "raw"],
   bmap: "boolean",
   bmapFile: "string",
   acceptNewHostKey: "boolean",

@@ -13,17 +13,25 @@ import type { BoardCodec } from "./plan.ts";
  * - as-is: the file's own bytes, decompressed on the board (xz, gz, bz2, or a raw .img);
  * - gzip:  decompressed on this side and re-encoded as gzip -1, which the board's busybox decodes
  *          at a fraction of xz's cost;
+ * - xz:    decompressed on this side and re-encoded as xz -1 (this side's xz, all its cores): about
+ *          the bytes of a .xz, but without the zero blocks the board would otherwise decode (packing);
  * - raw:   decompressed on this side, raw bytes on the wire, nothing to decode on the board.
  * With `auto`, a few seconds of measurement in the preflight (the link into the board, the board's
  * busybox on a sample of the image in each form, this side's re-encoding) predict each plan's time,
- * and the fastest wins.
+ * and the fastest wins; among plans within TIE of the fastest, the one with the fewest bytes on the wire.
  */
-export type TransportName = "as-is" | "gzip" | "raw";
+export type TransportName = "as-is" | "gzip" | "xz" | "raw";
+export const TRANSPORTS: readonly TransportName[] = ["as-is", "gzip", "xz", "raw"];
+/** Plans predicted within this fraction of the fastest count as equally fast (the model is not finer). */
+export const TIE = 0.1;
+/** How this side encodes the xz transport: -1 (the board's decode speed hardly depends on the level), every core. */
+export const XZ_ENCODE = ["xz", "-1", "-T0", "-c", "-q"] as const;
 export type TransportSetting = "auto" | TransportName;
 
 export function boardCodecOf(format: ImageFormat, transport: TransportName): BoardCodec | undefined {
   if (transport === "raw") return "raw";
   if (transport === "gzip") return "gz";
+  if (transport === "xz") return "xz";
   return ({ xz: "xz", gzip: "gz", bzip2: "bz2", raw: "raw", zstd: undefined } as const)[format];
 }
 
@@ -41,6 +49,8 @@ export interface Rates {
   ratio: Partial<Record<TransportName, number>>;
   /** The board's CPU count: on one CPU, receiving (sshd decrypting) and decoding take turns. */
   cpus: number;
+  /** Transports this side cannot make, and why (e.g. no xz here). */
+  unavailable?: Partial<Record<TransportName, string>>;
 }
 
 export interface TransportEstimate {
@@ -72,9 +82,9 @@ export interface TransportInput {
 /** The model: each plan's time from the measured rates. Pure; tested on its own. */
 export function estimateTransports(input: TransportInput, rates: Rates): TransportEstimate[] {
   const out: TransportEstimate[] = [];
-  for (const transport of ["as-is", "gzip", "raw"] as const) {
+  for (const transport of TRANSPORTS) {
     const codec = boardCodecOf(input.format, transport);
-    const ratio = transport === "raw" ? 1 : transport === "as-is" ? input.fileSize / input.rawSize : rates.ratio.gzip;
+    const ratio = transport === "raw" ? 1 : transport === "as-is" ? input.fileSize / input.rawSize : rates.ratio[transport];
     // The raw bytes the board decodes: all of them as the file is, only the packed ones otherwise.
     const carried = transport === "as-is" ? input.rawSize : input.packedBytes ?? input.rawSize;
     const wireBytes = transport === "as-is" ? input.fileSize : Math.ceil(carried * (ratio ?? 1));
@@ -86,6 +96,10 @@ export function estimateTransports(input: TransportInput, rates: Rates): Transpo
     }
     if (transport === "raw" && input.format === "raw") {
       est.excluded = "the image is raw already (as-is)";
+      continue;
+    }
+    if (rates.unavailable?.[transport]) {
+      est.excluded = rates.unavailable[transport];
       continue;
     }
     const write = rates.boardWrite[transport];
@@ -112,19 +126,25 @@ export function estimateTransports(input: TransportInput, rates: Rates): Transpo
   return out;
 }
 
-/** The fastest usable estimate, and one line saying why (for the plan box and `check`). */
+/**
+ * The fastest usable estimate, and one line saying why (for the plan box and `check`). Plans within
+ * TIE of the fastest are equally fast as far as the model can tell: of those, the fewest bytes on the
+ * wire wins (a shared or metered link, and less to stage in RAM).
+ */
 export function pickTransport(estimates: TransportEstimate[], rates: Rates): { transport: TransportName; reason: string } {
   const usable = estimates.filter((e) => !e.excluded && Number.isFinite(e.seconds)).sort((a, b) => a.seconds - b.seconds);
-  const best = usable[0];
-  if (!best) return { transport: "as-is", reason: "no transport could be measured; the file is sent as it is" };
+  const fastest = usable[0];
+  if (!fastest) return { transport: "as-is", reason: "no transport could be measured; the file is sent as it is" };
+  const best = usable.filter((e) => e.seconds <= fastest.seconds * (1 + TIE)).sort((a, b) => a.wireBytes - b.wireBytes || a.seconds - b.seconds)[0]!;
   const mibs = (r: number | undefined) => (r ? `${(r / 1048576).toFixed(1)} MiB/s` : "?");
   const others = estimates
     .filter((e) => e !== best)
     .map((e) => `${e.transport} ${e.excluded ? `(${e.excluded})` : `~${Math.round(e.seconds)} s`}`)
     .join(", ");
+  const why = best === fastest ? "fastest by measurement" : `as fast as ${fastest.transport} by measurement (within ${TIE * 100} %) with fewer bytes on the wire (${formatBytes(best.wireBytes)}, not ${formatBytes(fastest.wireBytes)})`;
   return {
     transport: best.transport,
-    reason: `fastest by measurement: ~${Math.round(best.seconds)} s to write (${others}); link ${mibs(rates.link)}, board writes ${(["as-is", "gzip", "raw"] as const)
+    reason: `${why}: ~${Math.round(best.seconds)} s to write (${others}); link ${mibs(rates.link)}, board writes ${TRANSPORTS
       .filter((t) => rates.boardWrite[t])
       .map((t) => `${t} ${mibs(rates.boardWrite[t])}`)
       .join(", ")} (raw bytes out)`,
@@ -181,19 +201,30 @@ export async function measureRates(target: Target, probe: LinkProbe, cpus: numbe
   // ratio taken on the sample's non-zero slices; the file as it is decodes all of it.
   const full = sample.bytes;
   const raw = nonZeroSlices(full);
-  const t0 = performance.now();
+  let t0 = performance.now();
   const gz = zlib.gzipSync(raw, { level: 1 });
   const gzipSeconds = (performance.now() - t0) / 1000;
-  const asIs = format === "xz" ? await xzSample(full) : format === "gzip" ? zlib.gzipSync(full, { level: 6 }) : format === "raw" ? full : undefined;
+  t0 = performance.now();
+  const xz = Bun.which("xz") ? await xzEncode(raw, XZ_ENCODE.slice(1)) : undefined;
+  const xzSeconds = (performance.now() - t0) / 1000;
+  const asIs = format === "xz" ? await xzEncode(full, ["-1", "-T1", "-c"]) : format === "gzip" ? zlib.gzipSync(full, { level: 6 }) : format === "raw" ? full : undefined;
   const dir = probe.dir;
   const rates: Rates = { link: probe.link, boardWrite: {}, boardCheck: {}, host: {}, ratio: { gzip: gz.length / raw.length, raw: 1 }, cpus };
-  // Whole-file decoding on this side feeds every re-encoding; gzip -1 runs on top of it.
+  // Whole-file decoding on this side feeds every re-encoding; the encoder runs on top of it.
   rates.host.raw = sample.hostDecodeRate;
   rates.host.gzip = 1 / (1 / sample.hostDecodeRate + gzipSeconds / raw.length);
+  if (xz) {
+    rates.host.xz = 1 / (1 / sample.hostDecodeRate + xzSeconds / raw.length);
+    rates.ratio.xz = xz.length / raw.length;
+  } else {
+    rates.unavailable = { xz: "xz is not installed here: apt-get install xz-utils" };
+  }
   await target.put(`${dir}/s.raw`, raw, { mode: "0600" });
   await target.put(`${dir}/s.gzip`, gz, { mode: "0600" });
+  if (xz) await target.put(`${dir}/s.xz`, xz, { mode: "0600" });
   if (asIs && format !== "raw") await target.put(`${dir}/s.as-is`, asIs, { mode: "0600" });
   const dec: Partial<Record<TransportName, string>> = { raw: "cat s.raw", gzip: "./busybox zcat < s.gzip" };
+  if (xz) dec.xz = "./busybox xzcat < s.xz";
   if (asIs) dec["as-is"] = format === "raw" ? "cat s.raw" : `./busybox ${format === "xz" ? "xzcat" : "zcat"} < s.as-is`;
   const lines = ['cd "$1" || exit 1', 't() { read -r u _ < /proc/uptime; echo "$1 $u"; }'];
   for (const [name, d] of Object.entries(dec)) {
@@ -219,7 +250,7 @@ export async function measureRates(target: Target, probe: LinkProbe, cpus: numbe
     rates.ratio["as-is"] = asIs.length / (format === "raw" ? raw.length : full.length);
     // The sample is a few MiB: correct gzip's ratio by how far the sample's own-codec ratio is
     // from the whole file's (as-is ratio known exactly).
-    rates.ratio.gzip = rates.ratio.gzip! * sample.fileRatio / rates.ratio["as-is"];
+    for (const t of ["gzip", "xz"] as const) if (rates.ratio[t] !== undefined) rates.ratio[t] = rates.ratio[t]! * sample.fileRatio / rates.ratio["as-is"];
   }
   return rates;
 }
@@ -306,10 +337,10 @@ export function nonZeroSlices(sample: Uint8Array): Uint8Array {
   return bytes >= SLICE ? Buffer.concat(keep) : sample;
 }
 
-/** The sample as xz (level 1: the board's decode speed hardly depends on the level), by the xz the host decodes with. */
-function xzSample(raw: Uint8Array): Promise<Uint8Array | undefined> {
+/** Bytes through this side's xz (the as-is sample at level 1: the board's decode speed hardly depends on the level). */
+function xzEncode(raw: Uint8Array, args: readonly string[]): Promise<Uint8Array | undefined> {
   return new Promise((resolve) => {
-    const child = spawn("xz", ["-1", "-T1", "-c"], { stdio: ["pipe", "pipe", "ignore"] });
+    const child = spawn("xz", args, { stdio: ["pipe", "pipe", "ignore"] });
     const out: Buffer[] = [];
     child.stdout.on("data", (c: Buffer) => out.push(c));
     child.on("error", () => resolve(undefined));

@@ -12,13 +12,14 @@ import { keepDir, startDirGuard } from "../core/dir-guard.ts";
 import { gatherFacts, type TargetFacts } from "../core/facts.ts";
 import type { FlashHookable } from "../core/hooks.ts";
 import { type Plan, planFlash, SHM_MARGIN } from "../core/plan.ts";
-import { dropProbe, estimateTransports, type LinkProbe, measureRates, pickTransport, probeLink, type Rates, type TransportEstimate, type TransportName, type TransportSetting } from "../core/transport.ts";
+import { dropProbe, estimateTransports, type LinkProbe, measureRates, pickTransport, probeLink, type Rates, type TransportEstimate, type TransportName, type TransportSetting, XZ_ENCODE } from "../core/transport.ts";
 import { createProgress, fmtDuration } from "../core/progress.ts";
 import { faultScript, isHarness, patchDumpPath } from "../core/safety.ts";
 import type { PreparedBoot } from "../core/customize-step.ts";
 import { parseRecord, RECORD_FILE, recordHeadText, recordPadding } from "../core/record.ts";
 import { UserError } from "../errors.ts";
 import { type Bmap, findBmap, loadBmap, mergeRegions } from "../image/bmap.ts";
+import { spawnFilter } from "../image/filter.ts";
 import { layoutText, type PackLayout, packFilter, packLayout } from "../image/pack.ts";
 import { type ImageScan, scanImage } from "../image/scan.ts";
 import { formatBytes, type ImageInfo, openImage, rawStream } from "../image/source.ts";
@@ -103,9 +104,14 @@ export interface Preflight {
   pack?: PackLayout;
 }
 
-/** The bytes the board gets are made on this side (raw, or gzip -1 of the image) and pass through boardSource(). */
+/** The bytes the board gets are made on this side (raw, or gzip -1 / xz -1 of the image) and pass through boardSource(). */
 function madeHere(plan: Plan, local: boolean): boolean {
-  return (plan.codec === "raw" || plan.transport === "gzip") && (!local || plan.mode === "ramfs");
+  return (plan.codec === "raw" || reencoded(plan)) && (!local || plan.mode === "ramfs");
+}
+
+/** This side decodes the image and encodes it again (transport gzip or xz). */
+function reencoded(plan: Plan): boolean {
+  return plan.transport === "gzip" || plan.transport === "xz";
 }
 
 /**
@@ -126,13 +132,14 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
     const services = [...o.services];
     await o.hooks.callHook("services:resolve", ctx, services);
     const asked = o.local ? undefined : o.transport && o.transport !== "auto" ? o.transport : undefined;
+    if (asked === "xz" && !Bun.which("xz")) throw new UserError("--transport xz encodes the image with this machine's xz, and xz is not installed here.", "Install it (apt-get install xz-utils), or choose another transport (--transport auto).");
     if (o.local && o.transport && o.transport !== "auto") ctx.warnings.push("--transport applies to remote flashes; a local flash reads the file as it is");
     let packedBytes: number | undefined;
-    const plan = (img?: { rawSize: number }, t?: { transport: TransportName; reason: string; gzipRatio?: number }) =>
+    const plan = (img?: { rawSize: number }, t?: { transport: TransportName; reason: string; encodedRatio?: number }) =>
       planFlash({
         transport: t?.transport ?? asked,
         transportReason: t?.reason,
-        gzipRatio: t?.gzipRatio,
+        encodedRatio: t?.encodedRatio,
         packedBytes,
         facts,
         image: image && img ? { path: image.path, format: image.format, fileSize: image.fileSize, rawSize: img.rawSize } : undefined,
@@ -184,7 +191,7 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
             rates,
           );
           const pick = pickTransport(estimates, rates);
-          planned = plan(scan, { transport: pick.transport, reason: pick.reason, gzipRatio: rates.ratio.gzip });
+          planned = plan(scan, { transport: pick.transport, reason: pick.reason, encodedRatio: rates.ratio[pick.transport] });
           transport = { rates, estimates };
         } catch (e) {
           ctx.warnings.push(`the transport was not measured (${e instanceof Error ? e.message : String(e)}); ${planned.transportReason}`);
@@ -285,12 +292,12 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
       await putFiles(t, work, files);
       if (plan.mode === "ramfs") {
         const dest = `${work}/image`;
-        // A copy made on this side (raw, or gzip -1 of the image) is proven here: the raw bytes that
+        // A copy made on this side (raw, or gzip -1 / xz -1 of the image) is proven here: the raw bytes that
         // went into it are hashed as they go and must be the image checked before; the board then
         // only hashes what arrived. A file sent as it is (xz, gz, bz2) is decoded once on the board
         // instead: that proves its busybox decodes all of it, before the point of no return.
         const here = madeHere(plan, o.local);
-        const rawMd5 = here && (plan.transport === "gzip" || pack) ? new Bun.CryptoHasher("md5") : undefined;
+        const rawMd5 = here && (reencoded(plan) || pack) ? new Bun.CryptoHasher("md5") : undefined;
         const src = boardSource(image, plan, { onRaw: rawMd5 && ((c) => rawMd5.update(c)), pack });
         const hasher = new Bun.CryptoHasher(here ? "md5" : "sha256");
         const progress = createProgress(
@@ -312,7 +319,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
         try {
           await t.put(dest, counted, { mode: "0600", root: true });
         } finally {
-          // A decompressor (transport gzip/raw) must not outlive a failed copy: it would keep this
+          // A decompressor or encoder (transport gzip/xz/raw) must not outlive a failed copy: it would keep this
           // process running after the error is reported.
           src.destroy();
         }
@@ -533,11 +540,12 @@ interface Staged {
 function boardSource(image: ImageInfo, plan: Plan, opts: { onRaw?: (chunk: Buffer) => void; pack?: PackLayout } = {}): Readable {
   if (plan.transport === "as-is" && !opts.pack) return createReadStream(image.path, { highWaterMark: 4 << 20 });
   const raw = rawStream(image);
-  // The image's raw bytes, before packing and gzip (onRaw hashes them: the proof of a copy made here).
+  // The image's raw bytes, before packing and encoding (onRaw hashes them: the proof of a copy made here).
   if (opts.onRaw) raw.on("data", opts.onRaw);
   const stages: Readable[] = [raw];
   if (opts.pack) stages.push(packFilter(opts.pack));
   if (plan.transport === "gzip") stages.push(zlib.createGzip({ level: 1, chunkSize: 1 << 20 }));
+  if (plan.transport === "xz") stages.push(spawnFilter(XZ_ENCODE));
   for (let i = 1; i < stages.length; i++) {
     const from = stages[i - 1]!;
     const to = stages[i] as Transform;
@@ -781,7 +789,7 @@ function describePlan(o: FlashOptions, facts: TargetFacts, plan: Plan, image: Im
     `disk       ${plan.diskPath}  ${formatBytes(plan.disk.sizeBytes)}${plan.disk.model ? `  ${plan.disk.model}` : ""}  (root on /dev/${plan.rootDevice?.name ?? "?"})`,
     `image      ${image.path}  ${image.format}, ${formatBytes(image.fileSize)} -> ${formatBytes(scan.rawSize)}`,
     `mode       ${plan.mode}${o.local ? " (local)" : ""}: ${plan.modeReason}`,
-    `sent as    ${plan.codec}${plan.transport === "gzip" ? " (gzip -1 made on this side)" : plan.transport === "raw" && image.format !== "raw" ? " (decompressed on this side)" : ""}: ${plan.transportReason}`,
+    `sent as    ${plan.codec}${plan.transport === "gzip" ? " (gzip -1 made on this side)" : plan.transport === "xz" ? " (xz -1 made on this side)" : plan.transport === "raw" && image.format !== "raw" ? " (decompressed on this side)" : ""}: ${plan.transportReason}`,
     `stops      ${plan.units.length ? plan.units.join(", ") : "no services"}`,
     `customize  ${custom ? custom.summary : "no (plain flash)"}`,
     ...(bmap ? [`bmap       ${bmap.path}: ${formatBytes(bmap.mappedBytes)} of ${formatBytes(bmap.imageSize)} mapped; only those ranges are written (--no-bmap: all)`] : []),

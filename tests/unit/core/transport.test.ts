@@ -60,7 +60,18 @@ describe("estimateTransports", () => {
     const r = estimateTransports({ ...l2, format: "raw", fileSize: 320 * MiB }, tcgBoard);
     expect(r.find((x) => x.transport === "raw")!.excluded).toContain("raw already");
     const partial = estimateTransports(l2, { ...tcgBoard, boardWrite: { "as-is": 17 * MiB } });
-    expect(partial.filter((x) => x.excluded === "not measured").map((x) => x.transport)).toEqual(["gzip", "raw"]);
+    expect(partial.filter((x) => x.excluded === "not measured").map((x) => x.transport)).toEqual(["gzip", "xz", "raw"]);
+  });
+
+  test("xz -1 made here: the packed data at its measured ratio, decoded by the board's xzcat; excluded without xz here", () => {
+    const withXz: Rates = { ...tcgBoard, boardWrite: { ...tcgBoard.boardWrite, xz: 20 * MiB }, host: { ...tcgBoard.host, xz: 25 * MiB }, ratio: { ...tcgBoard.ratio, xz: 0.18 } };
+    const packed = { ...l2, packedBytes: 96 * MiB };
+    const e = Object.fromEntries(estimateTransports(packed, withXz).map((x) => [x.transport, x]));
+    expect(e.xz!.wireBytes).toBe(Math.ceil(96 * MiB * 0.18));
+    // One CPU: this side's encoder (320 MiB of decoding and encoding) against the board's share.
+    expect(e.xz!.seconds).toBeCloseTo(Math.max(320 / 25, (96 * 0.18) / 7 + 96 / 20), 3);
+    const none = estimateTransports(packed, { ...withXz, unavailable: { xz: "xz is not installed here: apt-get install xz-utils" } });
+    expect(none.find((x) => x.transport === "xz")!.excluded).toBe("xz is not installed here: apt-get install xz-utils");
   });
 });
 
@@ -69,7 +80,30 @@ describe("pickTransport", () => {
     const fastLink = { ...tcgBoard, link: 15 * MiB };
     const pick = pickTransport(estimateTransports(l2, fastLink), fastLink);
     expect(pick.transport).toBe("gzip");
-    expect(pick.reason).toMatch(/^fastest by measurement: ~\d+ s to write \(as-is ~\d+ s, raw ~\d+ s\); link 15\.0 MiB\/s/);
+    expect(pick.reason).toMatch(/^fastest by measurement: ~\d+ s to write \(as-is ~\d+ s, xz \(not measured\), raw ~\d+ s\); link 15\.0 MiB\/s/);
+  });
+
+  test("plans within 10 % of the fastest are a tie: the fewest bytes on the wire wins, and the reason says so", () => {
+    // Stream on one CPU, B-like: 1024 MiB raw, 297 MiB packed; raw ~24 s, xz ~25 s, gzip slower.
+    const b = { mode: "stream" as const, format: "xz" as const, fileSize: 152 * MiB, rawSize: 1024 * MiB, packedBytes: 297 * MiB, shmRoom: 800 * MiB };
+    const rates: Rates = {
+      link: 13 * MiB,
+      boardWrite: { "as-is": 23 * MiB, gzip: 14 * MiB, xz: 23 * MiB, raw: 300 * MiB },
+      boardCheck: {},
+      host: { gzip: 60 * MiB, xz: 80 * MiB, raw: 130 * MiB },
+      ratio: { "as-is": 0.15, gzip: 0.62, xz: 0.5, raw: 1 },
+      cpus: 1,
+    };
+    const est = estimateTransports(b, rates);
+    const e = Object.fromEntries(est.map((x) => [x.transport, x]));
+    expect(e.xz!.seconds).toBeGreaterThan(e.raw!.seconds);
+    expect(e.xz!.seconds).toBeLessThanOrEqual(e.raw!.seconds * 1.1);
+    const pick = pickTransport(est, rates);
+    expect(pick.transport).toBe("xz");
+    expect(pick.reason).toMatch(/^as fast as raw by measurement \(within 10 %\) with fewer bytes on the wire \(149 MiB, not 297 MiB\): ~\d+ s to write/);
+    // Beyond the tie, speed wins again.
+    const slowXz = { ...rates, boardWrite: { ...rates.boardWrite, xz: 15 * MiB } };
+    expect(pickTransport(estimateTransports(b, slowXz), slowXz).transport).toBe("raw");
   });
 
   test("a very fast link and disk-speed writes: raw", () => {
@@ -100,14 +134,14 @@ describe("the plan follows the transport", () => {
   test("raw: the board decodes nothing and the ramfs copy is the raw size; gzip: the measured ratio sizes the copy", () => {
     const raw = planFlash({ facts, image, local: false, mode: "auto", servicePatterns: [], transport: "raw", transportReason: "r" });
     expect(raw).toMatchObject({ codec: "raw", transcode: true, transport: "raw", transportReason: "r", stagedBytes: 320 * MiB });
-    const gz = planFlash({ facts, image, local: false, mode: "auto", servicePatterns: [], transport: "gzip", gzipRatio: 0.25 });
+    const gz = planFlash({ facts, image, local: false, mode: "auto", servicePatterns: [], transport: "gzip", encodedRatio: 0.25 });
     expect(gz).toMatchObject({ codec: "gz", transcode: true, transportReason: "asked for (--transport)", stagedBytes: Math.ceil(320 * MiB * 0.25 * 1.1) });
   });
 
   test("packed: the ramfs copy of raw (or of a raw image as is) and gzip is sized by the bytes it carries", () => {
     const raw = planFlash({ facts, image, local: false, mode: "auto", servicePatterns: [], transport: "raw", packedBytes: 100 * MiB });
     expect(raw.stagedBytes).toBe(100 * MiB);
-    const gz = planFlash({ facts, image, local: false, mode: "auto", servicePatterns: [], transport: "gzip", gzipRatio: 0.25, packedBytes: 100 * MiB });
+    const gz = planFlash({ facts, image, local: false, mode: "auto", servicePatterns: [], transport: "gzip", encodedRatio: 0.25, packedBytes: 100 * MiB });
     expect(gz.stagedBytes).toBe(Math.ceil(100 * MiB * 0.25 * 1.1));
     const asIs = planFlash({ facts, image: { ...image, format: "raw", fileSize: 320 * MiB }, local: false, mode: "auto", servicePatterns: [], packedBytes: 100 * MiB });
     expect(asIs.stagedBytes).toBe(100 * MiB);
