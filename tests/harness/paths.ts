@@ -29,7 +29,15 @@ export interface SuiteKey {
  * images, so an SSH session made with it can only log in to a board: part of why destructive
  * commands from the harness cannot reach this machine (see board.ts).
  */
-export async function ensureSuiteKey(): Promise<SuiteKey> {
+export function ensureSuiteKey(): Promise<SuiteKey> {
+  // Once per process: image builds running side by side must not both generate it.
+  suiteKey ??= makeSuiteKey();
+  return suiteKey;
+}
+
+let suiteKey: Promise<SuiteKey> | undefined;
+
+async function makeSuiteKey(): Promise<SuiteKey> {
   const dir = cachePath("keys");
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const keyPath = join(dir, "id_ed25519");
