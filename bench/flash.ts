@@ -38,7 +38,7 @@ const PAIRS: Record<string, { board: ImageName; image: ImageName }> = {
 };
 
 const CORE_CASES = ["limits", "scp-dd", "xzcat-ssh", "ramfs", "ramfs-noverify", "stream", "rss"] as const;
-const EXTRA_CASES = ["stream-asis", "stream-gzip", "stream-rawwire", "stream-xz", "ramfs-gz", "ramfs-zst", "stream-raw"] as const;
+const EXTRA_CASES = ["stream-asis", "stream-gzip", "stream-rawwire", "stream-xz", "stream-lzo", "ramfs-gz", "ramfs-zst", "stream-raw"] as const;
 type CaseId = (typeof CORE_CASES)[number] | (typeof EXTRA_CASES)[number];
 
 const { values: opt } = parseArgs({
@@ -181,6 +181,7 @@ function labelOf(c: CaseId): string {
     "stream-gzip": "flash-live stream (.xz), --transport gzip, verify",
     "stream-rawwire": "flash-live stream (.xz), --transport raw, verify",
     "stream-xz": "flash-live stream (.xz), --transport xz, verify",
+    "stream-lzo": "flash-live stream (.xz), --transport lzo, verify",
     "ramfs-gz": "flash-live ramfs (.gz), verify",
     "ramfs-zst": "flash-live ramfs (.zst), verify",
     "stream-raw": "flash-live stream (raw .img), verify",
@@ -209,6 +210,8 @@ async function runCase(c: CaseId): Promise<void> {
       return withBoard(pair.board, {}, (b, h) => flashLive(c, b, h, target.xz, ["--stream", "--transport", "gzip"]));
     case "stream-rawwire":
       return withBoard(pair.board, {}, (b, h) => flashLive(c, b, h, target.xz, ["--stream", "--transport", "raw"]));
+    case "stream-lzo":
+      return withBoard(pair.board, {}, (b, h) => flashLive(c, b, h, target.xz, ["--stream", "--transport", "lzo"]));
     case "stream-xz":
       return withBoard(pair.board, {}, (b, h) => flashLive(c, b, h, target.xz, ["--stream", "--transport", "xz"]));
     case "ramfs-gz":
@@ -541,7 +544,7 @@ async function flashLive(id: CaseId, board: Board, home: BenchHome, file: string
   if (id2 !== target.marker) throw new Error(`the board runs ${id2}, not ${target.marker}`);
   const scanned = at(/image ok:/);
   // The plan box (after the transport measurement, when one ran) names the transport.
-  const sentAs = /sent as\s+(\S+)( \((?:gzip -1 made|xz -1 made|decompressed) on this side\))?: (fastest by measurement|as fast as \S+ by measurement)?/.exec(all);
+  const sentAs = /sent as\s+(\S+)( \((?:gzip -1 made|lzop -1 made|xz -1 made|decompressed) on this side\))?: (fastest by measurement|as fast as \S+ by measurement)?/.exec(all);
   const planned = sentAs?.[3] ? at(/sent as\s/) : undefined;
   const staged = at(/^sending\s.* in /);
   const quiesce = at(/board: quiesce/);

@@ -14,7 +14,7 @@ export const targetArgs = {
   "customize-with": { type: "string", description: "cloud-init | firstrun (default: chosen from the image)" },
   bmap: { type: "boolean", default: true, description: "Write only the ranges in the image's block map (IMAGE.bmap next to it) when there is one (--no-bmap: every byte)" },
   "bmap-file": { type: "string", description: "Block map made by `bmaptool create`, if not next to the image" },
-  transport: { type: "string", description: "auto (measure, default) | as-is (the file's bytes) | gzip (gzip -1 made here) | xz (xz -1 made here) | raw (decompressed here)" },
+  transport: { type: "string", description: "auto (measure, default) | as-is (the file's bytes) | gzip (gzip -1 made here) | lzo (lzop -1 made here) | xz (xz -1 made here) | raw (decompressed here)" },
 } as const satisfies ArgsDef;
 
 /** Only the flags the user actually typed become the flag layer (citty fills defaults in). */

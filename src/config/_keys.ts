@@ -27,7 +27,7 @@ export const KEY_KINDS = {
   plugins: "list",
   verify: "boolean",
   record: "boolean",
-  transport: ["auto", "as-is", "gzip", "xz", "raw"],
+  transport: ["auto", "as-is", "gzip", "lzo", "xz", "raw"],
   bmap: "boolean",
   bmapFile: "string",
   acceptNewHostKey: "boolean",

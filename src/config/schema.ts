@@ -35,8 +35,8 @@ export interface FlashLiveConfig extends CustomizationConfig {
   /** Plugin module paths, relative to the config file that names them. */
   plugins?: string[];
   verify?: boolean;
-  /** How the image travels to the board: measured (auto), the file as it is, gzip -1, xz -1 or raw bytes made on this side. */
-  transport?: "auto" | "as-is" | "gzip" | "xz" | "raw";
+  /** How the image travels to the board: measured (auto), the file as it is, gzip -1, lzop -1, xz -1 or raw bytes made on this side. */
+  transport?: "auto" | "as-is" | "gzip" | "lzo" | "xz" | "raw";
   /** Leave a record of the flash (image, hash, verify result) on the new boot partition: flash-live.txt. */
   record?: boolean;
   /** Use the image's block map (IMAGE.bmap next to it, or bmapFile): write only mapped ranges. */

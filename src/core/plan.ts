@@ -4,7 +4,7 @@ import type { BlockDev, TargetFacts } from "./facts.ts";
 import { boardCodecOf, type TransportName } from "./transport.ts";
 
 /** What the board decompresses while writing. Chosen from what the board's busybox decodes fast. */
-export type BoardCodec = "xz" | "gz" | "bz2" | "raw";
+export type BoardCodec = "xz" | "gz" | "bz2" | "lzo" | "raw";
 
 export interface PlanInput {
   facts: TargetFacts;
@@ -20,9 +20,9 @@ export interface PlanInput {
   transport?: TransportName;
   /** Why that transport (shown with the plan). */
   transportReason?: string;
-  /** The re-encoding's (gzip -1, xz -1) bytes per raw byte, when measured on a sample (for the /dev/shm estimate). */
+  /** The re-encoding's (gzip -1, lzop -1, xz -1) bytes per raw byte, when measured on a sample (for the /dev/shm estimate). */
   encodedRatio?: number;
-  /** Raw bytes a copy made on this side (gzip, xz, raw) carries when packed (src/image/pack.ts); default the image's. */
+  /** Raw bytes a copy made on this side (gzip, lzo, xz, raw) carries when packed (src/image/pack.ts); default the image's. */
   packedBytes?: number;
 }
 
@@ -33,7 +33,7 @@ export interface Plan {
   rootDevice?: BlockDev;
   /** What travels to the board and how the board decodes it. */
   codec: BoardCodec;
-  /** The sending side decodes the file and sends gzip -1, xz -1 or raw bytes instead of the file as is. */
+  /** The sending side decodes the file and sends gzip -1, lzop -1, xz -1 or raw bytes instead of the file as is. */
   transcode: boolean;
   transport: TransportName;
   transportReason: string;
@@ -99,14 +99,14 @@ export function planFlash(input: PlanInput): Plan {
   }
   const codec: BoardCodec = boardCodecOf(image.format, transport)!;
   const transcode = transport !== "as-is";
-  // A re-encoding made here: the sample's ratio when measured, else about 1.3x (gzip -1) or 1.1x
-  // (xz -1) a compressed file; never more than raw.
+  // A re-encoding made here: the sample's ratio when measured, else about 1.3x (gzip -1), 1.5x
+  // (lzop -1) or 1.1x (xz -1) a compressed file; never more than raw.
   const carried = input.packedBytes ?? image.rawSize;
   const stagedBytes =
     transport === "raw" || (transport === "as-is" && image.format === "raw")
       ? carried
-      : transport === "gzip" || transport === "xz"
-        ? Math.min(carried, Math.ceil(input.encodedRatio !== undefined ? carried * input.encodedRatio * 1.1 : image.fileSize * (transport === "gzip" ? 1.3 : 1.1)))
+      : transport === "gzip" || transport === "lzo" || transport === "xz"
+        ? Math.min(carried, Math.ceil(input.encodedRatio !== undefined ? carried * input.encodedRatio * 1.1 : image.fileSize * { gzip: 1.3, lzo: 1.5, xz: 1.1 }[transport]))
         : image.fileSize;
   const fitsShm = facts.shmAvail >= stagedBytes + SHM_MARGIN;
   const shmNumbers = `${formatBytes(stagedBytes)} + ${formatBytes(SHM_MARGIN)} margin needed, ${formatBytes(facts.shmAvail)} free in /dev/shm`;

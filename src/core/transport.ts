@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import zlib from "node:zlib";
 import { busyboxFor } from "../assets/busybox.ts";
 import type { ImageFormat } from "../image/source.ts";
+import { encoderFor } from "../image/filter.ts";
 import { formatBytes } from "../image/source.ts";
 import type { RemoteProcess, Target } from "../target/types.ts";
 import { dropDir, startDirGuard } from "./dir-guard.ts";
@@ -13,6 +14,8 @@ import type { BoardCodec } from "./plan.ts";
  * - as-is: the file's own bytes, decompressed on the board (xz, gz, bz2, or a raw .img);
  * - gzip:  decompressed on this side and re-encoded as gzip -1, which the board's busybox decodes
  *          at a fraction of xz's cost;
+ * - lzo:   decompressed on this side and re-encoded as lzop -1 (the busybox flash-live carries for
+ *          this machine): about gzip's bytes, and the cheapest of all for the board to decode;
  * - xz:    decompressed on this side and re-encoded as xz -1 (this side's xz, all its cores): about
  *          the bytes of a .xz, but without the zero blocks the board would otherwise decode (packing);
  * - raw:   decompressed on this side, raw bytes on the wire, nothing to decode on the board.
@@ -20,18 +23,17 @@ import type { BoardCodec } from "./plan.ts";
  * busybox on a sample of the image in each form, this side's re-encoding) predict each plan's time,
  * and the fastest wins; among plans within TIE of the fastest, the one with the fewest bytes on the wire.
  */
-export type TransportName = "as-is" | "gzip" | "xz" | "raw";
-export const TRANSPORTS: readonly TransportName[] = ["as-is", "gzip", "xz", "raw"];
+export type TransportName = "as-is" | "gzip" | "lzo" | "xz" | "raw";
+export const TRANSPORTS: readonly TransportName[] = ["as-is", "gzip", "lzo", "xz", "raw"];
 /** Plans predicted within this fraction of the fastest count as equally fast (the model is not finer). */
 export const TIE = 0.1;
-/** How this side encodes the xz transport: -1 (the board's decode speed hardly depends on the level), every core. */
-export const XZ_ENCODE = ["xz", "-1", "-T0", "-c", "-q"] as const;
 export type TransportSetting = "auto" | TransportName;
 
 export function boardCodecOf(format: ImageFormat, transport: TransportName): BoardCodec | undefined {
   if (transport === "raw") return "raw";
   if (transport === "gzip") return "gz";
   if (transport === "xz") return "xz";
+  if (transport === "lzo") return "lzo";
   return ({ xz: "xz", gzip: "gz", bzip2: "bz2", raw: "raw", zstd: undefined } as const)[format];
 }
 
@@ -43,8 +45,10 @@ export interface Rates {
   boardWrite: Partial<Record<TransportName, number>>;
   /** The board's ramfs staging check, per transport: md5 of a copy made on this side; sha256 + `decoder | md5sum` of a file sent as it is. */
   boardCheck: Partial<Record<TransportName, number>>;
-  /** This side producing the transport's bytes (decode the file + re-encode), per transport that needs it. */
-  host: Partial<Record<TransportName, number>>;
+  /** This side decoding the image file (raw bytes/s): what every plan but as-is starts from. */
+  hostDecode: number;
+  /** This side re-encoding, per transport that does (bytes/s of the raw bytes it carries). */
+  hostEncode: Partial<Record<TransportName, number>>;
   /** Wire bytes per raw byte, per transport (as-is: the file's own ratio). */
   ratio: Partial<Record<TransportName, number>>;
   /** The board's CPU count: on one CPU, receiving (sshd decrypting) and decoding take turns. */
@@ -104,8 +108,10 @@ export function estimateTransports(input: TransportInput, rates: Rates): Transpo
     }
     const write = rates.boardWrite[transport];
     const check = rates.boardCheck[transport];
-    const host = transport === "as-is" ? Number.POSITIVE_INFINITY : rates.host[transport];
-    if (!write || !host || ratio === undefined || (input.mode === "ramfs" && !check)) {
+    // This side: decode the whole file, encode what travels (both compete for the same cores).
+    const encode = transport === "raw" ? Number.POSITIVE_INFINITY : rates.hostEncode[transport];
+    const hostSeconds = transport === "as-is" ? 0 : input.rawSize / rates.hostDecode + (encode ? carried / encode : 0);
+    if (!write || (transport !== "as-is" && (!encode || !rates.hostDecode)) || ratio === undefined || (input.mode === "ramfs" && !check)) {
       est.excluded = "not measured";
       continue;
     }
@@ -113,14 +119,14 @@ export function estimateTransports(input: TransportInput, rates: Rates): Transpo
       est.excluded = `${formatBytes(wireBytes)} does not fit in /dev/shm (${formatBytes(input.shmRoom)} room)`;
       continue;
     }
-    const send = Math.max(wireBytes / rates.link, input.rawSize / host);
+    const send = Math.max(wireBytes / rates.link, hostSeconds);
     const decode = carried / write;
     if (input.mode === "ramfs") {
       // Copy, check the copy (a hash; a file sent as it is also one decode), then decode it onto the disk.
       est.seconds = send + input.rawSize / check! + decode;
     } else {
       // Everything flows at once; on one CPU the board's share (decrypt + decode) adds up.
-      est.seconds = rates.cpus > 1 ? Math.max(send, decode) : Math.max(input.rawSize / host, wireBytes / rates.link + decode);
+      est.seconds = rates.cpus > 1 ? Math.max(send, decode) : Math.max(hostSeconds, wireBytes / rates.link + decode);
     }
   }
   return out;
@@ -201,30 +207,33 @@ export async function measureRates(target: Target, probe: LinkProbe, cpus: numbe
   // ratio taken on the sample's non-zero slices; the file as it is decodes all of it.
   const full = sample.bytes;
   const raw = nonZeroSlices(full);
-  let t0 = performance.now();
+  const t0 = performance.now();
   const gz = zlib.gzipSync(raw, { level: 1 });
   const gzipSeconds = (performance.now() - t0) / 1000;
-  t0 = performance.now();
-  const xz = Bun.which("xz") ? await xzEncode(raw, XZ_ENCODE.slice(1)) : undefined;
-  const xzSeconds = (performance.now() - t0) / 1000;
-  const asIs = format === "xz" ? await xzEncode(full, ["-1", "-T1", "-c"]) : format === "gzip" ? zlib.gzipSync(full, { level: 6 }) : format === "raw" ? full : undefined;
-  const dir = probe.dir;
-  const rates: Rates = { link: probe.link, boardWrite: {}, boardCheck: {}, host: {}, ratio: { gzip: gz.length / raw.length, raw: 1 }, cpus };
-  // Whole-file decoding on this side feeds every re-encoding; the encoder runs on top of it.
-  rates.host.raw = sample.hostDecodeRate;
-  rates.host.gzip = 1 / (1 / sample.hostDecodeRate + gzipSeconds / raw.length);
-  if (xz) {
-    rates.host.xz = 1 / (1 / sample.hostDecodeRate + xzSeconds / raw.length);
-    rates.ratio.xz = xz.length / raw.length;
-  } else {
-    rates.unavailable = { xz: "xz is not installed here: apt-get install xz-utils" };
+  const rates: Rates = { link: probe.link, boardWrite: {}, boardCheck: {}, hostDecode: sample.hostDecodeRate, hostEncode: { gzip: raw.length / Math.max(gzipSeconds, 0.001) }, ratio: { gzip: gz.length / raw.length, raw: 1 }, cpus, unavailable: {} };
+  // The other encoders are programs: timed on the sample, start-up included (a few ms).
+  const encoded: Partial<Record<"lzo" | "xz", Uint8Array>> = {};
+  for (const t of ["lzo", "xz"] as const) {
+    const cmd = await encoderFor(t).catch(() => undefined);
+    const t1 = performance.now();
+    const out = cmd ? await runEncoder(cmd, raw) : undefined;
+    if (!out) {
+      rates.unavailable![t] = t === "xz" ? "xz is not installed here: apt-get install xz-utils" : "this side's busybox lzop did not run";
+      continue;
+    }
+    rates.hostEncode[t] = raw.length / Math.max((performance.now() - t1) / 1000, 0.001);
+    rates.ratio[t] = out.length / raw.length;
+    encoded[t] = out;
   }
+  const asIs = format === "xz" ? await runEncoder(["xz", "-1", "-T1", "-c"], full) : format === "gzip" ? zlib.gzipSync(full, { level: 6 }) : format === "raw" ? full : undefined;
+  const dir = probe.dir;
   await target.put(`${dir}/s.raw`, raw, { mode: "0600" });
   await target.put(`${dir}/s.gzip`, gz, { mode: "0600" });
-  if (xz) await target.put(`${dir}/s.xz`, xz, { mode: "0600" });
+  for (const [t, bytes] of Object.entries(encoded)) await target.put(`${dir}/s.${t}`, bytes, { mode: "0600" });
   if (asIs && format !== "raw") await target.put(`${dir}/s.as-is`, asIs, { mode: "0600" });
   const dec: Partial<Record<TransportName, string>> = { raw: "cat s.raw", gzip: "./busybox zcat < s.gzip" };
-  if (xz) dec.xz = "./busybox xzcat < s.xz";
+  if (encoded.xz) dec.xz = "./busybox xzcat < s.xz";
+  if (encoded.lzo) dec.lzo = "./busybox lzop -dc < s.lzo";
   if (asIs) dec["as-is"] = format === "raw" ? "cat s.raw" : `./busybox ${format === "xz" ? "xzcat" : "zcat"} < s.as-is`;
   const lines = ['cd "$1" || exit 1', 't() { read -r u _ < /proc/uptime; echo "$1 $u"; }'];
   for (const [name, d] of Object.entries(dec)) {
@@ -250,7 +259,7 @@ export async function measureRates(target: Target, probe: LinkProbe, cpus: numbe
     rates.ratio["as-is"] = asIs.length / (format === "raw" ? raw.length : full.length);
     // The sample is a few MiB: correct gzip's ratio by how far the sample's own-codec ratio is
     // from the whole file's (as-is ratio known exactly).
-    for (const t of ["gzip", "xz"] as const) if (rates.ratio[t] !== undefined) rates.ratio[t] = rates.ratio[t]! * sample.fileRatio / rates.ratio["as-is"];
+    for (const t of ["gzip", "lzo", "xz"] as const) if (rates.ratio[t] !== undefined) rates.ratio[t] = rates.ratio[t]! * sample.fileRatio / rates.ratio["as-is"];
   }
   return rates;
 }
@@ -337,10 +346,10 @@ export function nonZeroSlices(sample: Uint8Array): Uint8Array {
   return bytes >= SLICE ? Buffer.concat(keep) : sample;
 }
 
-/** Bytes through this side's xz (the as-is sample at level 1: the board's decode speed hardly depends on the level). */
-function xzEncode(raw: Uint8Array, args: readonly string[]): Promise<Uint8Array | undefined> {
+/** Bytes through an encoder on this side (the xz as-is sample at level 1: the board's decode speed hardly depends on the level); undefined when it fails. */
+function runEncoder(cmd: readonly string[], raw: Uint8Array): Promise<Uint8Array | undefined> {
   return new Promise((resolve) => {
-    const child = spawn("xz", args, { stdio: ["pipe", "pipe", "ignore"] });
+    const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ["pipe", "pipe", "ignore"] });
     const out: Buffer[] = [];
     child.stdout.on("data", (c: Buffer) => out.push(c));
     child.on("error", () => resolve(undefined));

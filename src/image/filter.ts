@@ -1,4 +1,7 @@
 import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { machine, tmpdir } from "node:os";
+import { join } from "node:path";
 import { Duplex } from "node:stream";
 
 /**
@@ -48,4 +51,31 @@ export function spawnFilter(cmd: readonly string[]): Duplex {
     else stage.destroy(new Error(`${file} ${code === null ? `was killed (${signal})` : `exited with ${code}`}${stderr.trim() ? `: ${stderr.trim()}` : ""}`));
   });
   return stage;
+}
+
+/**
+ * The encoders this side runs for a transport it makes (src/core/transport.ts), as argv:
+ * - xz:  this machine's xz, level 1, all cores (none when xz is not installed);
+ * - lzo: `lzop -1` of the static busybox flash-live carries for this machine's own CPU, written
+ *        once per run to a private directory (0700) and removed at exit: every Linux host has it.
+ */
+export async function encoderFor(transport: "xz" | "lzo"): Promise<string[] | undefined> {
+  if (transport === "xz") return Bun.which("xz") ? ["xz", "-1", "-T0", "-c", "-q"] : undefined;
+  return [await hostBusybox(), "lzop", "-1", "-c"];
+}
+
+let hostBusyboxPath: Promise<string> | undefined;
+
+function hostBusybox(): Promise<string> {
+  hostBusyboxPath ??= (async () => {
+    const { busyboxFor } = await import("../assets/busybox.ts");
+    const bytes = await busyboxFor(machine());
+    const dir = mkdtempSync(join(tmpdir(), "flash-live-"));
+    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+    const path = join(dir, "busybox");
+    writeFileSync(path, bytes, { mode: 0o700 });
+    return path;
+  })();
+  hostBusyboxPath.catch(() => (hostBusyboxPath = undefined));
+  return hostBusyboxPath;
 }

@@ -161,6 +161,8 @@ export async function scanImage(
     /** Keep a sample of this many raw bytes in 1 MiB slices spread over the image (size hint: its raw size if known). */
     sample?: { bytes: number; sizeHint?: number };
     onProgress?: (bytes: number) => void;
+    /** Stops the scan (it then rejects with the signal's reason). */
+    signal?: AbortSignal;
   } = {},
 ): Promise<ImageScan> {
   const t0 = performance.now();
@@ -182,41 +184,42 @@ export async function scanImage(
   const zeros = new ZeroRuns();
   let pos = 0;
   let lastReport = 0;
-  for await (const c of rawStream(info) as AsyncIterable<Buffer>) {
-    sha.update(c);
-    md5.update(c);
-    zeros.feed(c, pos);
-    sampler?.feed(c, pos);
-    bmapCheck?.feed(c, pos);
-    let chunk: Uint8Array = c;
-    const end = pos + c.length;
-    for (const e of extents) {
-      const eEnd = e.offset + e.data.length;
-      if (eEnd <= pos || e.offset >= end) continue;
-      if (chunk === c) chunk = new Uint8Array(c);
-      const from = Math.max(pos, e.offset);
-      const to = Math.min(end, eEnd);
-      chunk.set(e.data.subarray(from - e.offset, to - e.offset), from - pos);
-    }
-    if (partial) partial.feed(chunk, pos);
-    else {
-      let off = 0;
-      while (off < chunk.length) {
-        const take = Math.min(chunk.length - off, rangeStart + rangeSize - (pos + off));
-        whole.update(chunk.subarray(off, off + take));
-        off += take;
-        if (pos + off === rangeStart + rangeSize) {
-          wholeRanges.push({ offset: rangeStart, length: rangeSize, md5: whole.digest("hex") });
-          whole = new Bun.CryptoHasher("md5");
-          rangeStart += rangeSize;
+  opts.signal?.throwIfAborted();
+  const stream = rawStream(info);
+  const stop = () => stream.destroy(opts.signal?.reason instanceof Error ? opts.signal.reason : new Error("the image scan was stopped"));
+  opts.signal?.addEventListener("abort", stop, { once: true });
+  try {
+    for await (const c of stream as AsyncIterable<Buffer>) {
+      sha.update(c);
+      md5.update(c);
+      zeros.feed(c, pos);
+      sampler?.feed(c, pos);
+      bmapCheck?.feed(c, pos);
+      const chunk = patchChunk(c, pos, extents);
+      const end = pos + c.length;
+      if (partial) partial.feed(chunk, pos);
+      else {
+        let off = 0;
+        while (off < chunk.length) {
+          const take = Math.min(chunk.length - off, rangeStart + rangeSize - (pos + off));
+          whole.update(chunk.subarray(off, off + take));
+          off += take;
+          if (pos + off === rangeStart + rangeSize) {
+            wholeRanges.push({ offset: rangeStart, length: rangeSize, md5: whole.digest("hex") });
+            whole = new Bun.CryptoHasher("md5");
+            rangeStart += rangeSize;
+          }
         }
       }
+      pos = end;
+      if (opts.onProgress && pos - lastReport >= 16 << 20) {
+        opts.onProgress(pos);
+        lastReport = pos;
+      }
     }
-    pos = end;
-    if (opts.onProgress && pos - lastReport >= 16 << 20) {
-      opts.onProgress(pos);
-      lastReport = pos;
-    }
+  } finally {
+    opts.signal?.removeEventListener("abort", stop);
+    stream.destroy();
   }
   opts.onProgress?.(pos);
   zeros.end(pos);
@@ -255,4 +258,51 @@ export async function scanImage(
     seconds: (performance.now() - t0) / 1000,
     zeroRuns: zeros.runs,
   };
+}
+
+/** The chunk at stream offset `pos` with the extents (sorted or not) written over it; the chunk itself when none falls in it. */
+function patchChunk(c: Uint8Array, pos: number, extents: readonly Extent[]): Uint8Array {
+  let chunk = c;
+  const end = pos + c.length;
+  for (const e of extents) {
+    const eEnd = e.offset + e.data.length;
+    if (eEnd <= pos || e.offset >= end) continue;
+    if (chunk === c) chunk = new Uint8Array(c);
+    const from = Math.max(pos, e.offset);
+    const to = Math.min(end, eEnd);
+    chunk.set(e.data.subarray(from - e.offset, to - e.offset), from - pos);
+  }
+  return chunk;
+}
+
+/**
+ * The read-back ranges of a scan made without the extents (scanImage of the image alone), made
+ * right for the disk content with the extents written over the image: the ranges the extents touch
+ * are hashed again from the image's start up to the last of them (boot partition edits: the first
+ * range or two), the others are the image's. Equal to scanImage(info, { extents }).ranges.
+ */
+export async function patchRanges(info: ImageInfo, ranges: readonly VerifyRange[], extents: readonly Extent[]): Promise<VerifyRange[]> {
+  const touches = (r: VerifyRange) => extents.some((e) => e.data.length > 0 && e.offset < r.offset + r.length && e.offset + e.data.length > r.offset);
+  const rangesEnd = ranges.length ? ranges.at(-1)!.offset + ranges.at(-1)!.length : 0;
+  const outside = extents.find((e) => e.offset + e.data.length > rangesEnd);
+  if (outside) throw new Error(`an extent at ${outside.offset} (${outside.data.length} bytes) lies beyond the image's end (${rangesEnd})`);
+  const touched = ranges.filter(touches);
+  const last = touched.at(-1);
+  if (!last) return [...ranges];
+  const hasher = new PieceHasher(touched, "md5");
+  const end = last.offset + last.length;
+  const stream = rawStream(info);
+  let pos = 0;
+  try {
+    for await (const c of stream as AsyncIterable<Buffer>) {
+      hasher.feed(patchChunk(c, pos, extents), pos);
+      pos += c.length;
+      if (pos >= end) break;
+    }
+  } finally {
+    stream.destroy();
+  }
+  if (hasher.digests.length !== touched.length) throw new Error(`the image ended at ${pos} bytes while its ranges were hashed again (up to ${end})`);
+  const md5 = new Map(touched.map((r, i) => [r.offset, hasher.digests[i]!]));
+  return ranges.map((r) => (md5.has(r.offset) ? { ...r, md5: md5.get(r.offset)! } : { ...r }));
 }

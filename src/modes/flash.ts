@@ -12,16 +12,16 @@ import { keepDir, startDirGuard } from "../core/dir-guard.ts";
 import { gatherFacts, type TargetFacts } from "../core/facts.ts";
 import type { FlashHookable } from "../core/hooks.ts";
 import { type Plan, planFlash, SHM_MARGIN } from "../core/plan.ts";
-import { dropProbe, estimateTransports, type LinkProbe, measureRates, pickTransport, probeLink, type Rates, type TransportEstimate, type TransportName, type TransportSetting, XZ_ENCODE } from "../core/transport.ts";
+import { dropProbe, estimateTransports, type LinkProbe, measureRates, pickTransport, probeLink, type Rates, type TransportEstimate, type TransportName, type TransportSetting } from "../core/transport.ts";
 import { createProgress, fmtDuration } from "../core/progress.ts";
 import { faultScript, isHarness, patchDumpPath } from "../core/safety.ts";
 import type { PreparedBoot } from "../core/customize-step.ts";
 import { parseRecord, RECORD_FILE, recordHeadText, recordPadding } from "../core/record.ts";
 import { UserError } from "../errors.ts";
 import { type Bmap, findBmap, loadBmap, mergeRegions } from "../image/bmap.ts";
-import { spawnFilter } from "../image/filter.ts";
+import { encoderFor, spawnFilter } from "../image/filter.ts";
 import { layoutText, type PackLayout, packFilter, packLayout } from "../image/pack.ts";
-import { type ImageScan, scanImage } from "../image/scan.ts";
+import { type ImageScan, patchRanges, scanImage } from "../image/scan.ts";
 import { formatBytes, type ImageInfo, openImage, rawStream } from "../image/source.ts";
 import { AuthError, HostKeyError } from "../target/ssh.ts";
 import type { RemoteProcess, Target } from "../target/types.ts";
@@ -104,14 +104,14 @@ export interface Preflight {
   pack?: PackLayout;
 }
 
-/** The bytes the board gets are made on this side (raw, or gzip -1 / xz -1 of the image) and pass through boardSource(). */
+/** The bytes the board gets are made on this side (raw, or gzip -1 / lzop -1 / xz -1 of the image) and pass through boardSource(). */
 function madeHere(plan: Plan, local: boolean): boolean {
   return (plan.codec === "raw" || reencoded(plan)) && (!local || plan.mode === "ramfs");
 }
 
-/** This side decodes the image and encodes it again (transport gzip or xz). */
+/** This side decodes the image and encodes it again (transport gzip, lzo or xz). */
 function reencoded(plan: Plan): boolean {
-  return plan.transport === "gzip" || plan.transport === "xz";
+  return plan.transport === "gzip" || plan.transport === "lzo" || plan.transport === "xz";
 }
 
 /**
@@ -119,90 +119,111 @@ function reencoded(plan: Plan): boolean {
  * by `flash` and `check`. Refusals are returned in plan.refusals, not thrown.
  */
 export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: PhaseRunner, onScan?: (n: number, total?: number) => void): Promise<Preflight> {
-  const { facts, image } = await phase("facts", async () => {
-    const [facts, image] = await Promise.all([
-      gatherFacts(o.target, o.local ? o.imagePath : undefined),
-      o.imagePath ? openImage(o.imagePath) : Promise.resolve(undefined),
-    ]);
-    ctx.facts = facts;
-    await o.hooks.callHook("facts:gathered", ctx);
-    return { facts, image };
+  const asked = o.local ? undefined : o.transport && o.transport !== "auto" ? o.transport : undefined;
+  if (asked === "xz" && !Bun.which("xz")) throw new UserError("--transport xz encodes the image with this machine's xz, and xz is not installed here.", "Install it (apt-get install xz-utils), or choose another transport (--transport auto).");
+  const measure = !o.local && !asked;
+  // The image's own pass (decode all of it, hashes, zero blocks, the sample) needs nothing from the
+  // board: it starts as soon as the image is open and runs while the board is probed and the boot
+  // partition edited; the ranges the edit touches are hashed again after it (patchRanges: the
+  // first range or two). With a block map the ranges follow from the edit, so the pass waits for it.
+  const stopEarly = new AbortController();
+  let early: Promise<ImageScan> | undefined;
+  const scanOpts = (image: ImageInfo) => ({
+    sample: measure ? { bytes: 8 << 20, sizeHint: image.rawSizeHint } : undefined,
+    onProgress: (n: number) => onScan?.(n, image.rawSizeHint),
   });
-  return phase("plan", async () => {
-    const services = [...o.services];
-    await o.hooks.callHook("services:resolve", ctx, services);
-    const asked = o.local ? undefined : o.transport && o.transport !== "auto" ? o.transport : undefined;
-    if (asked === "xz" && !Bun.which("xz")) throw new UserError("--transport xz encodes the image with this machine's xz, and xz is not installed here.", "Install it (apt-get install xz-utils), or choose another transport (--transport auto).");
-    if (o.local && o.transport && o.transport !== "auto") ctx.warnings.push("--transport applies to remote flashes; a local flash reads the file as it is");
-    let packedBytes: number | undefined;
-    const plan = (img?: { rawSize: number }, t?: { transport: TransportName; reason: string; encodedRatio?: number }) =>
-      planFlash({
-        transport: t?.transport ?? asked,
-        transportReason: t?.reason,
-        encodedRatio: t?.encodedRatio,
-        packedBytes,
-        facts,
-        image: image && img ? { path: image.path, format: image.format, fileSize: image.fileSize, rawSize: img.rawSize } : undefined,
-        local: o.local,
-        mode: o.mode,
-        servicePatterns: services,
-        harness: isHarness(),
-      });
-    const flashId = randomBytes(8).toString("hex");
-    if (!image) return { facts, flashId, plan: (ctx.plan = plan()) };
-    // Refuse an image that cannot fit before reading all of it, when its size is known cheaply.
-    if (image.rawSizeHint !== undefined) {
-      const quick = plan({ rawSize: image.rawSizeHint });
-      if (quick.refusals.length) return { facts, image, flashId, plan: (ctx.plan = quick) };
-    }
-    const bmapPath = o.bmapFile ?? (o.bmap === false ? undefined : findBmap(image.path));
-    const bmap = bmapPath ? loadBmap(bmapPath) : undefined;
-    if (bmap && image.rawSizeHint !== undefined && bmap.imageSize !== image.rawSizeHint) {
-      throw new UserError(`The block map ${bmap.path} is for an image of ${bmap.imageSize} bytes; ${image.path} holds ${image.rawSizeHint}.`, "Use the .bmap made for this image, or flash without it (--no-bmap).");
-    }
-    const measure = !o.local && !asked;
-    // The measurement comes after the scan, not beside it: the scan keeps this side's CPUs busy
-    // (xz -T0, hashing on this thread, which also encrypts the SSH stream), and a link measured then
-    // came out at 1.7 MiB/s on a board that took 13 (so the wrong transport was picked).
-    let probe: LinkProbe | undefined;
-    try {
-      const boot = o.prepareBoot ? await o.prepareBoot(ctx, image, o.record === false ? undefined : { flashId }) : undefined;
-      if (boot?.noRecord) ctx.warnings.push(`no flash record on the new boot partition: ${boot.noRecord}`);
-      // With a block map, the disk gets its ranges plus the boot partition edit's sectors, nothing else.
-      const regions = bmap ? mergeRegions([...bmap.ranges, ...(boot?.extents ?? []).map((e) => ({ offset: e.offset, length: e.data.length }))]) : undefined;
-      const scan = await scanImage(image, {
-        extents: boot?.extents,
-        regions,
-        bmap,
-        sample: measure ? { bytes: 8 << 20, sizeHint: image.rawSizeHint } : undefined,
-        onProgress: (n) => onScan?.(n, image.rawSizeHint),
-      });
-      const layout = packLayout(scan.rawSize, scan.zeroRuns, bmap ? mergeRegions(bmap.ranges) : undefined);
-      packedBytes = layout?.dataBytes;
-      let planned = plan(scan);
-      let transport: Preflight["transport"];
-      if (measure && scan.sample && planned.refusals.length === 0) {
-        try {
-          probe = await probeLink(o.target, facts.arch);
-          const sample = { bytes: scan.sample, fileRatio: image.fileSize / scan.rawSize, hostDecodeRate: scan.rawSize / Math.max(scan.seconds, 0.001) };
-          const rates = await measureRates(o.target, probe, facts.cpus, image.format, sample, planned.mode);
-          const estimates = estimateTransports(
-            { mode: planned.mode, format: image.format, fileSize: image.fileSize, rawSize: scan.rawSize, packedBytes, shmRoom: facts.shmAvail - SHM_MARGIN },
-            rates,
-          );
-          const pick = pickTransport(estimates, rates);
-          planned = plan(scan, { transport: pick.transport, reason: pick.reason, encodedRatio: rates.ratio[pick.transport] });
-          transport = { rates, estimates };
-        } catch (e) {
-          ctx.warnings.push(`the transport was not measured (${e instanceof Error ? e.message : String(e)}); ${planned.transportReason}`);
+  try {
+    const { facts, image, bmap } = await phase("facts", async () => {
+      const opened = (async () => {
+        if (!o.imagePath) return { image: undefined, bmap: undefined };
+        const image = await openImage(o.imagePath);
+        const bmapPath = o.bmapFile ?? (o.bmap === false ? undefined : findBmap(image.path));
+        const bmap = bmapPath ? loadBmap(bmapPath) : undefined;
+        if (bmap && image.rawSizeHint !== undefined && bmap.imageSize !== image.rawSizeHint) {
+          throw new UserError(`The block map ${bmap.path} is for an image of ${bmap.imageSize} bytes; ${image.path} holds ${image.rawSizeHint}.`, "Use the .bmap made for this image, or flash without it (--no-bmap).");
         }
+        if (!bmap) {
+          early = scanImage(image, { ...scanOpts(image), signal: stopEarly.signal });
+          // Awaited in the plan phase; a preflight that ends before (a refusal, a lost board) stops it.
+          early.catch(() => {});
+        }
+        return { image, bmap };
+      })();
+      const [facts, img] = await Promise.all([gatherFacts(o.target, o.local ? o.imagePath : undefined), opened]);
+      ctx.facts = facts;
+      await o.hooks.callHook("facts:gathered", ctx);
+      return { facts, ...img };
+    });
+    return await phase("plan", async () => {
+      const services = [...o.services];
+      await o.hooks.callHook("services:resolve", ctx, services);
+      if (o.local && o.transport && o.transport !== "auto") ctx.warnings.push("--transport applies to remote flashes; a local flash reads the file as it is");
+      let packedBytes: number | undefined;
+      const plan = (img?: { rawSize: number }, t?: { transport: TransportName; reason: string; encodedRatio?: number }) =>
+        planFlash({
+          transport: t?.transport ?? asked,
+          transportReason: t?.reason,
+          encodedRatio: t?.encodedRatio,
+          packedBytes,
+          facts,
+          image: image && img ? { path: image.path, format: image.format, fileSize: image.fileSize, rawSize: img.rawSize } : undefined,
+          local: o.local,
+          mode: o.mode,
+          servicePatterns: services,
+          harness: isHarness(),
+        });
+      const flashId = randomBytes(8).toString("hex");
+      if (!image) return { facts, flashId, plan: (ctx.plan = plan()) };
+      // Refuse an image that cannot fit before reading all of it, when its size is known cheaply.
+      if (image.rawSizeHint !== undefined) {
+        const quick = plan({ rawSize: image.rawSizeHint });
+        if (quick.refusals.length) return { facts, image, flashId, plan: (ctx.plan = quick) };
       }
-      const pack = layout && madeHere(planned, o.local) ? layout : undefined;
-      return { facts, image, scan, boot, flashId, bmap, transport, pack, plan: (ctx.plan = planned) };
-    } finally {
-      if (probe) await dropProbe(probe);
-    }
-  });
+      // The measurement comes after the scan, not beside it: the scan keeps this side's CPUs busy
+      // (xz -T0, hashing on this thread, which also encrypts the SSH stream), and a link measured then
+      // came out at 1.7 MiB/s on a board that took 13 (so the wrong transport was picked).
+      let probe: LinkProbe | undefined;
+      try {
+        const boot = o.prepareBoot ? await o.prepareBoot(ctx, image, o.record === false ? undefined : { flashId }) : undefined;
+        if (boot?.noRecord) ctx.warnings.push(`no flash record on the new boot partition: ${boot.noRecord}`);
+        let scan: ImageScan;
+        if (early) {
+          const alone = await early;
+          scan = boot?.extents.length ? { ...alone, ranges: await patchRanges(image, alone.ranges, boot.extents) } : alone;
+        } else {
+          // With a block map, the disk gets its ranges plus the boot partition edit's sectors, nothing else.
+          const regions = bmap ? mergeRegions([...bmap.ranges, ...(boot?.extents ?? []).map((e) => ({ offset: e.offset, length: e.data.length }))]) : undefined;
+          scan = await scanImage(image, { ...scanOpts(image), extents: boot?.extents, regions, bmap });
+        }
+        const layout = packLayout(scan.rawSize, scan.zeroRuns, bmap ? mergeRegions(bmap.ranges) : undefined);
+        packedBytes = layout?.dataBytes;
+        let planned = plan(scan);
+        let transport: Preflight["transport"];
+        if (measure && scan.sample && planned.refusals.length === 0) {
+          try {
+            probe = await probeLink(o.target, facts.arch);
+            const sample = { bytes: scan.sample, fileRatio: image.fileSize / scan.rawSize, hostDecodeRate: scan.rawSize / Math.max(scan.seconds, 0.001) };
+            const rates = await measureRates(o.target, probe, facts.cpus, image.format, sample, planned.mode);
+            const estimates = estimateTransports(
+              { mode: planned.mode, format: image.format, fileSize: image.fileSize, rawSize: scan.rawSize, packedBytes, shmRoom: facts.shmAvail - SHM_MARGIN },
+              rates,
+            );
+            const pick = pickTransport(estimates, rates);
+            planned = plan(scan, { transport: pick.transport, reason: pick.reason, encodedRatio: rates.ratio[pick.transport] });
+            transport = { rates, estimates };
+          } catch (e) {
+            ctx.warnings.push(`the transport was not measured (${e instanceof Error ? e.message : String(e)}); ${planned.transportReason}`);
+          }
+        }
+        const pack = layout && madeHere(planned, o.local) ? layout : undefined;
+        return { facts, image, scan, boot, flashId, bmap, transport, pack, plan: (ctx.plan = planned) };
+      } finally {
+        if (probe) await dropProbe(probe);
+      }
+    });
+  } finally {
+    stopEarly.abort();
+  }
 }
 
 export async function runFlash(o: FlashOptions): Promise<FlashResult> {
@@ -298,7 +319,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
         // instead: that proves its busybox decodes all of it, before the point of no return.
         const here = madeHere(plan, o.local);
         const rawMd5 = here && (reencoded(plan) || pack) ? new Bun.CryptoHasher("md5") : undefined;
-        const src = boardSource(image, plan, { onRaw: rawMd5 && ((c) => rawMd5.update(c)), pack });
+        const src = boardSource(image, plan, { onRaw: rawMd5 && ((c) => rawMd5.update(c)), pack, encoder: await encoderOf(plan) });
         const hasher = new Bun.CryptoHasher(here ? "md5" : "sha256");
         const progress = createProgress(
           o.local ? "copying to RAM" : "sending",
@@ -390,7 +411,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
     proc.stdin.on("error", () => {});
     if (!detach) {
       // Stream mode: the image flows through this session into the helper's decompressor.
-      const src = boardSource(image, plan, { pack });
+      const src = boardSource(image, plan, { pack, encoder: await encoderOf(plan) });
       let sent = 0;
       src.on("data", (c: Buffer) => (sent += c.length));
       src.pipe(proc.stdin);
@@ -537,7 +558,15 @@ interface Staged {
 }
 
 /** The bytes that travel to the board: the file as is, or re-encoded when the board cannot decode it. */
-function boardSource(image: ImageInfo, plan: Plan, opts: { onRaw?: (chunk: Buffer) => void; pack?: PackLayout } = {}): Readable {
+/** The program that encodes what this side sends, for the transports that use one. */
+async function encoderOf(plan: Plan): Promise<string[] | undefined> {
+  if (plan.transport !== "lzo" && plan.transport !== "xz") return undefined;
+  const cmd = await encoderFor(plan.transport);
+  if (!cmd) throw new UserError(`transport ${plan.transport}: its encoder is not available on this machine.`, "Install xz (apt-get install xz-utils), or choose another transport (--transport auto).");
+  return cmd;
+}
+
+function boardSource(image: ImageInfo, plan: Plan, opts: { onRaw?: (chunk: Buffer) => void; pack?: PackLayout; encoder?: string[] } = {}): Readable {
   if (plan.transport === "as-is" && !opts.pack) return createReadStream(image.path, { highWaterMark: 4 << 20 });
   const raw = rawStream(image);
   // The image's raw bytes, before packing and encoding (onRaw hashes them: the proof of a copy made here).
@@ -545,7 +574,7 @@ function boardSource(image: ImageInfo, plan: Plan, opts: { onRaw?: (chunk: Buffe
   const stages: Readable[] = [raw];
   if (opts.pack) stages.push(packFilter(opts.pack));
   if (plan.transport === "gzip") stages.push(zlib.createGzip({ level: 1, chunkSize: 1 << 20 }));
-  if (plan.transport === "xz") stages.push(spawnFilter(XZ_ENCODE));
+  if (opts.encoder) stages.push(spawnFilter(opts.encoder));
   for (let i = 1; i < stages.length; i++) {
     const from = stages[i - 1]!;
     const to = stages[i] as Transform;
@@ -789,7 +818,7 @@ function describePlan(o: FlashOptions, facts: TargetFacts, plan: Plan, image: Im
     `disk       ${plan.diskPath}  ${formatBytes(plan.disk.sizeBytes)}${plan.disk.model ? `  ${plan.disk.model}` : ""}  (root on /dev/${plan.rootDevice?.name ?? "?"})`,
     `image      ${image.path}  ${image.format}, ${formatBytes(image.fileSize)} -> ${formatBytes(scan.rawSize)}`,
     `mode       ${plan.mode}${o.local ? " (local)" : ""}: ${plan.modeReason}`,
-    `sent as    ${plan.codec}${plan.transport === "gzip" ? " (gzip -1 made on this side)" : plan.transport === "xz" ? " (xz -1 made on this side)" : plan.transport === "raw" && image.format !== "raw" ? " (decompressed on this side)" : ""}: ${plan.transportReason}`,
+    `sent as    ${plan.codec}${plan.transport === "gzip" ? " (gzip -1 made on this side)" : plan.transport === "xz" ? " (xz -1 made on this side)" : plan.transport === "lzo" ? " (lzop -1 made on this side)" : plan.transport === "raw" && image.format !== "raw" ? " (decompressed on this side)" : ""}: ${plan.transportReason}`,
     `stops      ${plan.units.length ? plan.units.join(", ") : "no services"}`,
     `customize  ${custom ? custom.summary : "no (plain flash)"}`,
     ...(bmap ? [`bmap       ${bmap.path}: ${formatBytes(bmap.mappedBytes)} of ${formatBytes(bmap.imageSize)} mapped; only those ranges are written (--no-bmap: all)`] : []),

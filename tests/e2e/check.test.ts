@@ -111,9 +111,9 @@ describe("check", () => {
     expect(table).toMatch(/^\s+fits disk\s+yes$/m);
     expect(table).toMatch(/^mode\s+ramfs: remote default/m);
     // The transport was measured (issue 5): the link and the board's busybox on a sample, each plan predicted.
-    expect(table).toMatch(/^transport\s+(as-is, xz|gzip, gz|xz, xz|raw, raw) on the wire: (fastest by measurement|as fast as \S+ by measurement \(within 10 %\) with fewer bytes on the wire \([^)]*\)): ~\d+ s to write \(.*\); link \d+\.\d MiB\/s, board writes as-is \d+\.\d MiB\/s, gzip /m);
+    expect(table).toMatch(/^transport\s+(as-is, xz|gzip, gz|lzo, lzo|xz, xz|raw, raw) on the wire: (fastest by measurement|as fast as \S+ by measurement \(within 10 %\) with fewer bytes on the wire \([^)]*\)): ~\d+ s to write \(.*\); link \d+\.\d MiB\/s, board writes as-is \d+\.\d MiB\/s, gzip /m);
     // A copy made on this side leaves L2's zero blocks here; sent as it is, the .xz carries them.
-    if (/^transport\s+(gzip|xz|raw)/m.test(table)) expect(table).toMatch(/^\s+packed\s+[\d.]+ MiB of the image's bytes travel; [\d.]+ MiB of zero blocks are written from the board's \/dev\/zero$/m);
+    if (/^transport\s+(gzip|lzo|xz|raw)/m.test(table)) expect(table).toMatch(/^\s+packed\s+[\d.]+ MiB of the image's bytes travel; [\d.]+ MiB of zero blocks are written from the board's \/dev\/zero$/m);
     else expect(table).not.toMatch(/^\s+packed/m);
     expect(table).toMatch(/^\s+record\s+flash-live\.txt on the new boot partition$/m);
     expect(table).toContain("OK: a flash would go ahead.");
@@ -138,7 +138,7 @@ describe("check", () => {
     expect(doc.plan).toMatchObject({ mode: "ramfs" });
     const m = doc.plan.measured;
     expect(m.rates.link).toBeGreaterThan(0);
-    expect(Object.keys(m.rates.boardWrite).sort()).toEqual(["as-is", "gzip", "raw", "xz"]);
+    expect(Object.keys(m.rates.boardWrite).sort()).toEqual(["as-is", "gzip", "lzo", "raw", "xz"]);
     // The plan is the fastest prediction, or one within 10 % of it with fewer bytes on the wire; the
     // codec on the wire follows from it.
     type Est = { transport: string; seconds: number; wireBytes: number; excluded?: string };
@@ -146,7 +146,7 @@ describe("check", () => {
     const fastest = Math.min(...usable.map((e) => e.seconds));
     const best = usable.filter((e) => e.seconds <= fastest * 1.1).sort((a, b) => a.wireBytes - b.wireBytes || a.seconds - b.seconds)[0]!;
     expect(doc.plan.transport).toBe(best.transport);
-    expect(doc.plan.codec).toBe({ "as-is": "xz", gzip: "gz", xz: "xz", raw: "raw" }[best.transport]);
+    expect(doc.plan.codec).toBe({ "as-is": "xz", gzip: "gz", lzo: "lzo", xz: "xz", raw: "raw" }[best.transport]);
     console.log(`[check e2e] transport measured: ${doc.plan.transportReason}`);
     // Asked for: no measurement.
     const asked = parseJson(await home.run(["check", "board", l2.xz, "--json", "--transport", "gzip"]));

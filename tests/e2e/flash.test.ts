@@ -42,11 +42,11 @@ describe("remote", () => {
     expect(sent).toBeLessThan(200);
   });
 
-  test("ramfs, .img.zst (the board cannot decode zstd: gzip -1, xz -1 or raw, by measurement), GPT; packed, a corrupted range is rewritten from the packed copy", async () => {
+  test("ramfs, .img.zst (the board cannot decode zstd: gzip -1, lzop -1, xz -1 or raw, by measurement), GPT; packed, a corrupted range is rewritten from the packed copy", async () => {
     const { board, home } = await boardWithHome("L");
     const r = await flashAndProve({ board, home, image: "L-gpt", file: "zst", args: ["--accept-new-host-key"], env: { FLASH_LIVE_TEST_FAULT: FAULT }, verify: "repaired" });
     const out = r.stderr + r.stdout;
-    expect(out).toMatch(/sent as    (gz \(gzip -1 made on this side\)|xz \(xz -1 made on this side\)|raw \(decompressed on this side\)): (fastest by measurement|as fast as \S+ by measurement \(within 10 %\) with fewer bytes on the wire \([^)]*\)): ~\d+ s to write \(as-is \(the board's busybox cannot decode zstd\)/);
+    expect(out).toMatch(/sent as    (gz \(gzip -1 made on this side\)|lzo \(lzop -1 made on this side\)|xz \(xz -1 made on this side\)|raw \(decompressed on this side\)): (fastest by measurement|as fast as \S+ by measurement \(within 10 %\) with fewer bytes on the wire \([^)]*\)): ~\d+ s to write \(as-is \(the board's busybox cannot decode zstd\)/);
     expect(out).toMatch(/packed     [\d.]+ MiB of the image's bytes travel; [\d.]+ MiB of zero blocks are written from the board's \/dev\/zero/);
     expect(out).toContain("checking the copy on the board: md5 of what arrived");
     // The bad 64 MiB range holds both sent data and zero blocks: both are rewritten.
@@ -140,11 +140,11 @@ describe("verification", () => {
     expect(out).toMatch(/done in \S+: 320 MiB written to \/dev\/vda, .* sent, verify ok/);
   });
 
-  test("stream: a corrupted range is reported, the run fails", async () => {
+  test("stream, .img.gz re-encoded as lzop -1 on this side (--transport lzo): a corrupted range is reported, the run fails", async () => {
     const { board, home } = await boardWithHome("L");
     const img = await ensureImage("L2");
     const dump = home.path("patch");
-    const cli = home.run(["flash", "board", img.gz, "--stream", "--yes", "--accept-new-host-key"], { env: { FLASH_LIVE_TEST_FAULT: FAULT, FLASH_LIVE_TEST_PATCH_OUT: dump } });
+    const cli = home.run(["flash", "board", img.gz, "--stream", "--transport", "lzo", "--yes", "--accept-new-host-key"], { env: { FLASH_LIVE_TEST_FAULT: FAULT, FLASH_LIVE_TEST_PATCH_OUT: dump } });
     await board.waitHeld(600_000);
     // The record on the disk says so too, with the bad range.
     const { patches, record } = await flashedSectors(board, img, dump, "failed");
@@ -158,5 +158,6 @@ describe("verification", () => {
     const r = await cli;
     expect(r.code).toBe(1);
     expect(r.stdout + r.stderr).toContain("VERIFICATION FAILED");
+    expect(r.stdout + r.stderr).toContain("sent as    lzo (lzop -1 made on this side): asked for (--transport)");
   });
 });

@@ -16,7 +16,8 @@ const tcgBoard: Rates = {
   link: 7 * MiB,
   boardWrite: { "as-is": 17 * MiB, gzip: 30 * MiB, raw: 400 * MiB },
   boardCheck: { "as-is": 14 * MiB, gzip: 22 * MiB, raw: 30 * MiB },
-  host: { gzip: 90 * MiB, raw: 300 * MiB },
+  hostDecode: 300 * MiB,
+  hostEncode: { gzip: 128 * MiB },
   ratio: { "as-is": 0.2, gzip: 0.27, raw: 1 },
   cpus: 1,
 };
@@ -26,7 +27,7 @@ describe("estimateTransports", () => {
     const e = Object.fromEntries(estimateTransports(l2, tcgBoard).map((x) => [x.transport, x]));
     expect(e["as-is"]!.seconds).toBeCloseTo(65.4 / 7 + 320 / 17, 5);
     expect(e.gzip!.wireBytes).toBe(Math.ceil(320 * MiB * 0.27));
-    expect(e.gzip!.seconds).toBeCloseTo(Math.max(320 / 90, (320 * 0.27) / 7 + 320 / 30), 3);
+    expect(e.gzip!.seconds).toBeCloseTo(Math.max(320 / 300 + 320 / 128, (320 * 0.27) / 7 + 320 / 30), 3);
     expect(e.raw!.seconds).toBeCloseTo(320 / 7 + 320 / 400, 5);
   });
 
@@ -49,7 +50,8 @@ describe("estimateTransports", () => {
     expect(e.raw!.wireBytes).toBe(96 * MiB);
     expect(e.raw!.seconds).toBeCloseTo(Math.max(320 / 300, 96 / 7 + 96 / 400), 5);
     expect(e.gzip!.wireBytes).toBe(Math.ceil(96 * MiB * 0.27));
-    expect(e.gzip!.seconds).toBeCloseTo(Math.max(320 / 90, (96 * 0.27) / 7 + 96 / 30), 3);
+    // This side decodes all of the file, and encodes only what travels.
+    expect(e.gzip!.seconds).toBeCloseTo(Math.max(320 / 300 + 96 / 128, (96 * 0.27) / 7 + 96 / 30), 3);
     // On the TCG board's numbers: gzip of the data alone ~7 s, raw ~14 s, the file as it is ~28 s.
     expect(pickTransport(estimateTransports(packed, tcgBoard), tcgBoard).transport).toBe("gzip");
   });
@@ -60,16 +62,24 @@ describe("estimateTransports", () => {
     const r = estimateTransports({ ...l2, format: "raw", fileSize: 320 * MiB }, tcgBoard);
     expect(r.find((x) => x.transport === "raw")!.excluded).toContain("raw already");
     const partial = estimateTransports(l2, { ...tcgBoard, boardWrite: { "as-is": 17 * MiB } });
-    expect(partial.filter((x) => x.excluded === "not measured").map((x) => x.transport)).toEqual(["gzip", "xz", "raw"]);
+    expect(partial.filter((x) => x.excluded === "not measured").map((x) => x.transport)).toEqual(["gzip", "lzo", "xz", "raw"]);
   });
 
-  test("xz -1 made here: the packed data at its measured ratio, decoded by the board's xzcat; excluded without xz here", () => {
-    const withXz: Rates = { ...tcgBoard, boardWrite: { ...tcgBoard.boardWrite, xz: 20 * MiB }, host: { ...tcgBoard.host, xz: 25 * MiB }, ratio: { ...tcgBoard.ratio, xz: 0.18 } };
+  test("xz -1 and lzop -1 made here: the packed data at its measured ratio, decoded by the board's busybox; excluded when this side cannot encode", () => {
+    const withXz: Rates = {
+      ...tcgBoard,
+      boardWrite: { ...tcgBoard.boardWrite, xz: 20 * MiB, lzo: 180 * MiB },
+      hostEncode: { ...tcgBoard.hostEncode, xz: 9 * MiB, lzo: 150 * MiB },
+      ratio: { ...tcgBoard.ratio, xz: 0.18, lzo: 0.3 },
+    };
     const packed = { ...l2, packedBytes: 96 * MiB };
     const e = Object.fromEntries(estimateTransports(packed, withXz).map((x) => [x.transport, x]));
     expect(e.xz!.wireBytes).toBe(Math.ceil(96 * MiB * 0.18));
-    // One CPU: this side's encoder (320 MiB of decoding and encoding) against the board's share.
-    expect(e.xz!.seconds).toBeCloseTo(Math.max(320 / 25, (96 * 0.18) / 7 + 96 / 20), 3);
+    // One CPU: this side (decode 320 MiB, encode 96 MiB) against the board's share (receive, decode).
+    expect(e.xz!.seconds).toBeCloseTo(Math.max(320 / 300 + 96 / 9, (96 * 0.18) / 7 + 96 / 20), 3);
+    expect(e.lzo!.seconds).toBeCloseTo(Math.max(320 / 300 + 96 / 150, (96 * 0.3) / 7 + 96 / 180), 3);
+    // gzip ~7.4 s, lzo ~4.7 s (cheap to decode), xz ~11.5 s (this side's encoder is the slow part).
+    expect(pickTransport(estimateTransports(packed, withXz), withXz).transport).toBe("lzo");
     const none = estimateTransports(packed, { ...withXz, unavailable: { xz: "xz is not installed here: apt-get install xz-utils" } });
     expect(none.find((x) => x.transport === "xz")!.excluded).toBe("xz is not installed here: apt-get install xz-utils");
   });
@@ -80,7 +90,7 @@ describe("pickTransport", () => {
     const fastLink = { ...tcgBoard, link: 15 * MiB };
     const pick = pickTransport(estimateTransports(l2, fastLink), fastLink);
     expect(pick.transport).toBe("gzip");
-    expect(pick.reason).toMatch(/^fastest by measurement: ~\d+ s to write \(as-is ~\d+ s, xz \(not measured\), raw ~\d+ s\); link 15\.0 MiB\/s/);
+    expect(pick.reason).toMatch(/^fastest by measurement: ~\d+ s to write \(as-is ~\d+ s, lzo \(not measured\), xz \(not measured\), raw ~\d+ s\); link 15\.0 MiB\/s/);
   });
 
   test("plans within 10 % of the fastest are a tie: the fewest bytes on the wire wins, and the reason says so", () => {
@@ -90,7 +100,8 @@ describe("pickTransport", () => {
       link: 13 * MiB,
       boardWrite: { "as-is": 23 * MiB, gzip: 14 * MiB, xz: 23 * MiB, raw: 300 * MiB },
       boardCheck: {},
-      host: { gzip: 60 * MiB, xz: 80 * MiB, raw: 130 * MiB },
+      hostDecode: 130 * MiB,
+      hostEncode: { gzip: 100 * MiB, xz: 80 * MiB },
       ratio: { "as-is": 0.15, gzip: 0.62, xz: 0.5, raw: 1 },
       cpus: 1,
     };

@@ -7,8 +7,7 @@ import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { spawnFilter } from "../../../src/image/filter.ts";
-import { XZ_ENCODE } from "../../../src/core/transport.ts";
+import { encoderFor, spawnFilter } from "../../../src/image/filter.ts";
 
 function collect(): { sink: Writable; bytes: () => Buffer } {
   const parts: Buffer[] = [];
@@ -38,10 +37,25 @@ describe("spawnFilter", () => {
     const out = collect();
     await pipeline(Readable.from((function* () {
       for (let o = 0; o < input.length; o += 1 << 20) yield input.subarray(o, o + (1 << 20));
-    })()), spawnFilter(XZ_ENCODE), out.sink);
+    })()), spawnFilter((await encoderFor("xz"))!), out.sink);
     const encoded = out.bytes();
     expect(encoded.length).toBeLessThan(input.length / 2);
     const back = spawnSync("xz", ["-dc"], { input: encoded, maxBuffer: 64 << 20 });
+    expect(back.status).toBe(0);
+    expect(Buffer.compare(back.stdout, input)).toBe(0);
+  }, 60_000);
+
+  test("lzop -1 by the busybox flash-live carries for this machine: 12 MiB in, the board's decoder (the same busybox) gives it back", async () => {
+    const input = Buffer.concat(Array.from({ length: 12 }, (_, i) => (i % 3 === 0 ? randomBytes(1 << 20) : Buffer.alloc(1 << 20, i))));
+    const cmd = (await encoderFor("lzo"))!;
+    expect(cmd.slice(1)).toEqual(["lzop", "-1", "-c"]);
+    const out = collect();
+    await pipeline(Readable.from([input]), spawnFilter(cmd), out.sink);
+    const encoded = out.bytes();
+    expect(encoded.length).toBeLessThan(input.length / 2);
+    // lzop's own format: magic 0x89 'LZO' 0 \r \n 0x1a \n.
+    expect([...encoded.subarray(0, 9)]).toEqual([0x89, 0x4c, 0x5a, 0x4f, 0x00, 0x0d, 0x0a, 0x1a, 0x0a]);
+    const back = spawnSync(cmd[0]!, ["lzop", "-dc"], { input: encoded, maxBuffer: 64 << 20 });
     expect(back.status).toBe(0);
     expect(Buffer.compare(back.stdout, input)).toBe(0);
   }, 60_000);
