@@ -1,10 +1,10 @@
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { Readable, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
 import { busyboxFor } from "../assets/busybox.ts";
-import type { ImageFormat } from "../image/source.ts";
-import { encoderFor } from "../image/filter.ts";
-import { formatBytes } from "../image/source.ts";
+import { encoderFor, spawnFilter } from "../image/filter.ts";
+import { formatBytes, type ImageFormat } from "../image/source.ts";
 import type { RemoteProcess, Target } from "../target/types.ts";
 import { dropDir, startDirGuard } from "./dir-guard.ts";
 import type { BoardCodec } from "./plan.ts";
@@ -351,14 +351,16 @@ export function nonZeroSlices(sample: Uint8Array): Uint8Array {
 }
 
 /** Bytes through an encoder on this side (the xz as-is sample at level 1: the board's decode speed hardly depends on the level); undefined when it fails. */
-function runEncoder(cmd: readonly string[], raw: Uint8Array): Promise<Uint8Array | undefined> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ["pipe", "pipe", "ignore"] });
-    const out: Buffer[] = [];
-    child.stdout.on("data", (c: Buffer) => out.push(c));
-    child.on("error", () => resolve(undefined));
-    child.on("close", (code) => resolve(code === 0 ? Buffer.concat(out) : undefined));
-    child.stdin.on("error", () => {});
-    child.stdin.end(raw);
+async function runEncoder(cmd: readonly string[], raw: Uint8Array): Promise<Uint8Array | undefined> {
+  const out: Buffer[] = [];
+  const sink = new Writable({
+    write(c: Buffer, _e, cb) {
+      out.push(c);
+      cb();
+    },
   });
+  return pipeline(Readable.from([raw]), spawnFilter(cmd), sink).then(
+    () => Buffer.concat(out),
+    () => undefined,
+  );
 }
