@@ -4,30 +4,48 @@
 # Usage: sh facts.sh [IMAGE_PATH]   (IMAGE_PATH: local mode, to learn which disk holds the image)
 # POSIX sh: must run under busybox ash, dash and bash.
 set -u
-kv() { printf '%s=%s\n' "$1" "$(printf '%s' "$2" | tr '\n\r\t' '   ')"; }
+# Every fork costs on an emulated or slow board (10-30 ms each under QEMU TCG), so values are read
+# with the shell's own `read` and forks are kept to what needs a program.
+nl='
+'
+cr=$(printf '\r')
+tab=$(printf '\t')
+kv() {
+  case "$2" in
+    *"$nl"* | *"$cr"* | *"$tab"*) printf '%s=%s\n' "$1" "$(printf '%s' "$2" | tr '\n\r\t' '   ')" ;;
+    *) printf '%s=%s\n' "$1" "$2" ;;
+  esac
+}
+# rd FILE: its first line in $v (empty when unreadable), without a fork.
+rd() { v=; [ -r "$1" ] && read -r v < "$1"; :; }
 have() { command -v "$1" >/dev/null 2>&1; }
 
-kv uid "$(id -u)"
+uid=$(id -u)
+kv uid "$uid"
 kv user "$(id -un 2>/dev/null || echo '?')"
-if [ "$(id -u)" = 0 ]; then kv sudo root
+if [ "$uid" = 0 ]; then kv sudo root
 elif ! have sudo; then kv sudo missing
 elif sudo -n true >/dev/null 2>&1; then kv sudo ok
 else kv sudo password
 fi
 kv arch "$(uname -m)"
-kv cpus "$(grep -c '^processor' /proc/cpuinfo 2>/dev/null || echo 1)"
-kv kernel "$(uname -r)"
-kv hostname "$(cat /proc/sys/kernel/hostname 2>/dev/null || hostname)"
-kv boot_id "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)"
+cpus=0
+while read -r key _; do [ "$key" = processor ] && cpus=$((cpus + 1)); done < /proc/cpuinfo
+kv cpus "$((cpus > 0 ? cpus : 1))"
+rd /proc/sys/kernel/osrelease; kv kernel "${v:-$(uname -r)}"
+rd /proc/sys/kernel/hostname; kv hostname "${v:-$(hostname)}"
+rd /proc/sys/kernel/random/boot_id; kv boot_id "$v"
 if [ -r /proc/device-tree/model ]; then kv model "$(tr -d '\000' < /proc/device-tree/model)"
-elif [ -r /sys/class/dmi/id/product_name ]; then kv model "$(cat /sys/class/dmi/id/sys_vendor 2>/dev/null) $(cat /sys/class/dmi/id/product_name)"
+elif [ -r /sys/class/dmi/id/product_name ]; then
+  rd /sys/class/dmi/id/sys_vendor; vendor=$v
+  rd /sys/class/dmi/id/product_name; kv model "$vendor $v"
 fi
 if [ -r /etc/os-release ]; then
   # shellcheck disable=SC1091
   kv os "$( . /etc/os-release 2>/dev/null; printf '%s' "${PRETTY_NAME:-${NAME:-unknown}}")"
 fi
-[ -r /etc/flash-live-test-board ] && kv test_board "$(cat /etc/flash-live-test-board)"
-kv cmdline "$(cat /proc/cmdline 2>/dev/null)"
+[ -r /etc/flash-live-test-board ] && rd /etc/flash-live-test-board && kv test_board "$v"
+rd /proc/cmdline; kv cmdline "$v"
 
 while read -r key val _; do
   case "$key" in MemTotal: | MemAvailable:) kv "mem_${key%:}" "$val" ;; esac
@@ -46,22 +64,29 @@ awk '{ for (i = 7; i <= NF; i++) if ($i == "-") break;
 for dev in /sys/class/block/*; do
   [ -e "$dev/dev" ] || continue
   name=${dev##*/}
-  real=$(readlink -f "$dev")
+  cd -P "$dev" 2>/dev/null || continue
+  real=$PWD # the device's directory under /sys/devices: a partition's parent is the one above
   part=""; start=""; parent=""
-  if [ -r "$real/partition" ]; then
-    part=$(cat "$real/partition"); start=$(cat "$real/start" 2>/dev/null)
-    parent=$(basename "$(dirname "$real")")
+  if [ -r partition ]; then
+    rd partition; part=$v
+    rd start; start=$v
+    parent=${real%/*}; parent=${parent##*/}
   fi
   kind=disk
   [ -n "$part" ] && kind=part
-  [ -d "$real/dm" ] && kind=dm
-  [ -d "$real/md" ] && kind=md
+  [ -d dm ] && kind=dm
+  [ -d md ] && kind=md
   case "$name" in loop*) kind=loop ;; ram*) kind=ram ;; zram*) kind=zram ;; esac
-  model=$(tr -s " " 2>/dev/null < "$real/device/model")
-  printf 'block=%s %s %s %s %s %s %s %s %s %s\n' "$name" "$(cat "$dev/dev")" "$(cat "$real/size")" \
-    "$kind" "${part:--}" "${start:--}" "${parent:--}" "$(cat "$real/ro" 2>/dev/null || echo 0)" \
-    "$(cat "$real/removable" 2>/dev/null || echo 0)" "$(printf '%s' "${model:--}" | tr ' ' '_')"
+  rd device/model; model=$v
+  case "$model" in *" "*) model=$(printf '%s' "$model" | tr -s ' ' | tr ' ' '_') ;; esac
+  rd dev; majmin=$v
+  rd size; size=$v
+  rd ro; ro=${v:-0}
+  rd removable; removable=${v:-0}
+  printf 'block=%s %s %s %s %s %s %s %s %s %s\n' "$name" "$majmin" "$size" \
+    "$kind" "${part:--}" "${start:--}" "${parent:--}" "$ro" "$removable" "${model:--}"
 done
+cd /
 
 while read -r file type _; do
   [ "$file" = Filename ] || kv swap "$file $type"
