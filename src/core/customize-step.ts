@@ -6,7 +6,7 @@ import { refuseNoBootPartition } from "../customize/inspect.ts";
 import type { ConfOrigins } from "../config/seed-conf.ts";
 import { resolveCustomization, type ResolvedCustomization } from "../customize/resolve.ts";
 import type { Extent } from "../image/scan.ts";
-import { type ImageInfo, rawStream } from "../image/source.ts";
+import { type ImageInfo, rawChunks } from "../image/source.ts";
 import type { FlashContext } from "./context.ts";
 import type { PartitionProbe } from "./hooks.ts";
 import { locateRecord, RECORD_FILE, recordPlaceholder } from "./record.ts";
@@ -50,9 +50,9 @@ export async function prepareBootFor(
   let hostKeys;
   if (resolved && config.keepHostKeys) hostKeys = await readHostKeys(ctx);
   const placeholder = record ? recordPlaceholder(record.flashId) : undefined;
-  const stream = rawStream(image);
+  const chunks = rawChunks(image);
   try {
-    const edit = await prepareBootEdit(stream, resolved, {
+    const edit = await prepareBootEdit(chunks, resolved, {
       customizeWith: config.customizeWith,
       probes,
       hostKeys,
@@ -76,7 +76,7 @@ export async function prepareBootFor(
       noRecord: record && offset === undefined ? "its sector was not found in the boot partition edit" : undefined,
     };
   } finally {
-    stream.destroy();
+    await chunks.return(undefined);
   }
 }
 

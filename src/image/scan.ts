@@ -1,7 +1,7 @@
 import { UserError } from "../errors.ts";
 import type { Bmap } from "./bmap.ts";
 import type { ImageInfo } from "./source.ts";
-import { rawStream } from "./source.ts";
+import { rawChunks } from "./source.ts";
 
 /** Bytes written over the image on the disk (customization sectors), absolute disk offsets. */
 export interface Extent {
@@ -88,7 +88,8 @@ class Sampler {
         continue;
       }
       const take = Math.min(end - at, this.slice - into, this.max - this.have);
-      this.parts.push(chunk.slice(at - pos, at - pos + take));
+      // A copy: the chunk's buffer is read into again (rawChunks).
+      this.parts.push(new Uint8Array(chunk.subarray(at - pos, at - pos + take)));
       this.have += take;
       at += take;
     }
@@ -185,41 +186,33 @@ export async function scanImage(
   let pos = 0;
   let lastReport = 0;
   opts.signal?.throwIfAborted();
-  const stream = rawStream(info);
-  const stop = () => stream.destroy(opts.signal?.reason instanceof Error ? opts.signal.reason : new Error("the image scan was stopped"));
-  opts.signal?.addEventListener("abort", stop, { once: true });
-  try {
-    for await (const c of stream as AsyncIterable<Buffer>) {
-      sha.update(c);
-      md5.update(c);
-      zeros.feed(c, pos);
-      sampler?.feed(c, pos);
-      bmapCheck?.feed(c, pos);
-      const chunk = patchChunk(c, pos, extents);
-      const end = pos + c.length;
-      if (partial) partial.feed(chunk, pos);
-      else {
-        let off = 0;
-        while (off < chunk.length) {
-          const take = Math.min(chunk.length - off, rangeStart + rangeSize - (pos + off));
-          whole.update(chunk.subarray(off, off + take));
-          off += take;
-          if (pos + off === rangeStart + rangeSize) {
-            wholeRanges.push({ offset: rangeStart, length: rangeSize, md5: whole.digest("hex") });
-            whole = new Bun.CryptoHasher("md5");
-            rangeStart += rangeSize;
-          }
+  for await (const c of rawChunks(info, opts.signal)) {
+    sha.update(c);
+    md5.update(c);
+    zeros.feed(c, pos);
+    sampler?.feed(c, pos);
+    bmapCheck?.feed(c, pos);
+    const chunk = patchChunk(c, pos, extents);
+    const end = pos + c.length;
+    if (partial) partial.feed(chunk, pos);
+    else {
+      let off = 0;
+      while (off < chunk.length) {
+        const take = Math.min(chunk.length - off, rangeStart + rangeSize - (pos + off));
+        whole.update(chunk.subarray(off, off + take));
+        off += take;
+        if (pos + off === rangeStart + rangeSize) {
+          wholeRanges.push({ offset: rangeStart, length: rangeSize, md5: whole.digest("hex") });
+          whole = new Bun.CryptoHasher("md5");
+          rangeStart += rangeSize;
         }
       }
-      pos = end;
-      if (opts.onProgress && pos - lastReport >= 16 << 20) {
-        opts.onProgress(pos);
-        lastReport = pos;
-      }
     }
-  } finally {
-    opts.signal?.removeEventListener("abort", stop);
-    stream.destroy();
+    pos = end;
+    if (opts.onProgress && pos - lastReport >= 16 << 20) {
+      opts.onProgress(pos);
+      lastReport = pos;
+    }
   }
   opts.onProgress?.(pos);
   zeros.end(pos);
@@ -291,16 +284,11 @@ export async function patchRanges(info: ImageInfo, ranges: readonly VerifyRange[
   if (!last) return [...ranges];
   const hasher = new PieceHasher(touched, "md5");
   const end = last.offset + last.length;
-  const stream = rawStream(info);
   let pos = 0;
-  try {
-    for await (const c of stream as AsyncIterable<Buffer>) {
-      hasher.feed(patchChunk(c, pos, extents), pos);
-      pos += c.length;
-      if (pos >= end) break;
-    }
-  } finally {
-    stream.destroy();
+  for await (const c of rawChunks(info)) {
+    hasher.feed(patchChunk(c, pos, extents), pos);
+    pos += c.length;
+    if (pos >= end) break;
   }
   if (hasher.digests.length !== touched.length) throw new Error(`the image ended at ${pos} bytes while its ranges were hashed again (up to ${end})`);
   const md5 = new Map(touched.map((r, i) => [r.offset, hasher.digests[i]!]));

@@ -70,3 +70,23 @@ describe("scanImage", () => {
     await expect(scanImage(image, { signal: already.signal })).rejects.toThrow("before");
   });
 });
+
+describe("the sample kept for the transport measurement", () => {
+  // A raw image is read into one reused buffer: the sample must hold copies of its slices, not views
+  // of a buffer that the next read overwrites.
+  const size = 40 * MiB;
+  const sampled = join(dir, "s.img");
+  writeSparseImage(sampled, size, [{ offset: 0, length: size }], (_i, j) => (j * 7 + (j >> 11) + (j >> 20) * 29) & 255);
+  spawnSync("gzip", ["-k", "-1", sampled]);
+  const bytes = Bun.file(sampled).bytes();
+
+  for (const file of ["s.img", "s.img.gz"]) {
+    test(`${file}: four 1 MiB slices, 10 MiB apart, equal to the image's bytes there`, async () => {
+      const s = await scanImage(await openImage(join(dir, file)), { sample: { bytes: 4 * MiB, sizeHint: size } });
+      const img = await bytes;
+      const expected = Buffer.concat([0, 10, 20, 30].map((m) => img.subarray(m * MiB, (m + 1) * MiB)));
+      expect(s.sample!.length).toBe(4 * MiB);
+      expect(Buffer.compare(Buffer.from(s.sample!), expected)).toBe(0);
+    });
+  }
+});
