@@ -4,7 +4,7 @@
 # Usage: sh facts.sh [IMAGE_PATH]   (IMAGE_PATH: local mode, to learn which disk holds the image)
 # POSIX sh: must run under busybox ash, dash and bash.
 set -u
-# Every fork costs on an emulated or slow board (10-30 ms each under QEMU TCG), so values are read
+# Every fork costs on a slow or emulated board (50-60 ms per program under QEMU TCG), so values are read
 # with the shell's own `read` and forks are kept to what needs a program.
 nl='
 '
@@ -61,6 +61,8 @@ awk '{ for (i = 7; i <= NF; i++) if ($i == "-") break;
        printf "mount=%s %s %s %s %s\n", $3, $5, $(i+1), $(i+2), $6 }' /proc/self/mountinfo
 
 # Block devices: name, maj:min, size (512-byte sectors), partition number, start, parent, ro, removable, dm/md.
+# In a subshell (one fork): the loop changes directory.
+(
 for dev in /sys/class/block/*; do
   [ -e "$dev/dev" ] || continue
   name=${dev##*/}
@@ -86,7 +88,7 @@ for dev in /sys/class/block/*; do
   printf 'block=%s %s %s %s %s %s %s %s %s %s\n' "$name" "$majmin" "$size" \
     "$kind" "${part:--}" "${start:--}" "${parent:--}" "$ro" "$removable" "${model:--}"
 done
-cd /
+)
 
 while read -r file type _; do
   [ "$file" = Filename ] || kv swap "$file $type"
