@@ -6,6 +6,7 @@ import { busyboxFor } from "../assets/busybox.ts";
 import { encoderFor, spawnFilter } from "../image/filter.ts";
 import { formatBytes, type ImageFormat } from "../image/source.ts";
 import type { RemoteProcess, Target } from "../target/types.ts";
+import { collector } from "../util/gc.ts";
 import { dropDir, startDirGuard } from "./dir-guard.ts";
 import type { BoardCodec } from "./plan.ts";
 
@@ -301,6 +302,7 @@ export async function measureLink(
       void done.then(() => reject(new Error("the board's dd ended before the link was measured")));
       p.stdin.write(b, (e) => (e ? reject(e) : resolve()));
     });
+  const collect = collector(16 << 20);
   const t0 = performance.now();
   let sent = 0;
   /** (time, bytes sent) after each write once warm. */
@@ -310,10 +312,7 @@ export async function measureLink(
       const c = chunks[i % chunks.length]!;
       await write(c);
       sent += c.length;
-      // Each MiB becomes ~32 encrypted SSH packets of garbage; on a fast link that is 100+ MiB in the
-      // few seconds measured, which the collector let pile up (peak RSS of `check` 203 MB, 134 without).
-      // A full collection (~10 ms) every 16 MiB: early ones alone still let a flash reach ~175 MB here.
-      if (sent % (16 << 20) === 0) Bun.gc(true);
+      collect(c.length); // each MiB is ~32 encrypted SSH packets of garbage (src/util/gc.ts)
       const now = performance.now();
       if (points.length || sent >= warmBytes || now - t0 >= warmMs) points.push({ t: now, sent });
       if (points.length > 2 && now - t0 >= budgetMs && now - points[0]!.t >= spanMs) break;

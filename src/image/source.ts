@@ -4,6 +4,7 @@ import { open, stat } from "node:fs/promises";
 import { PassThrough, Readable } from "node:stream";
 import zlib from "node:zlib";
 import { UserError } from "../errors.ts";
+import { collector } from "../util/gc.ts";
 import { xzUncompressedSize } from "./xz-index.ts";
 
 /**
@@ -171,16 +172,10 @@ export async function* rawChunks(info: ImageInfo, signal?: AbortSignal): AsyncGe
   const stop = () => stream.destroy(reason());
   signal?.addEventListener("abort", stop, { once: true });
   try {
-    // The decoder hands over a fresh buffer per chunk, which the collector let pile up (an .xz scan
-    // and the boot partition's read took a flash to ~255 MB): a full collection (a few ms) every
-    // 32 MiB keeps them flat.
-    let n = 0;
+    // The decoder hands over a fresh buffer per chunk (src/util/gc.ts).
+    const collect = collector(32 << 20);
     for await (const c of stream as AsyncIterable<Buffer>) {
-      n += c.length;
-      if (n >= 32 << 20) {
-        n = 0;
-        Bun.gc(true);
-      }
+      collect(c.length);
       yield c;
     }
   } finally {

@@ -25,6 +25,7 @@ import { type ImageScan, patchRanges, scanImage } from "../image/scan.ts";
 import { formatBytes, type ImageInfo, openImage, rawStream } from "../image/source.ts";
 import { AuthError, HostKeyError } from "../target/ssh.ts";
 import type { RemoteProcess, Target } from "../target/types.ts";
+import { collector } from "../util/gc.ts";
 
 export interface FlashOptions {
   target: Target;
@@ -588,23 +589,13 @@ function boardSource(image: ImageInfo, plan: Plan, opts: { onRaw?: (chunk: Buffe
 }
 
 /**
- * The send path makes garbage at the link's speed (decoded chunks, encoder output, SSH packets), which
- * the collector let pile up: a 320 MiB flash peaked at 257-286 MB (also with early collections every
- * 250 ms). A full collection (~10 ms) after every 8 MiB read keeps it at 183-193 MB; at most four a
- * second, so a fast link loses at most ~4 % of this thread to them.
+ * The send path makes garbage at the link's speed (src/util/gc.ts): a full collection after every
+ * 8 MiB read took a 320 MiB flash from 286 to 183-197 MB; at most four a second, so a fast link loses
+ * at most ~4 % of this thread to them.
  */
-function collectEvery<T extends Readable>(s: T, every = 8 << 20, minMs = 250): T {
-  let n = 0;
-  let last = 0;
-  s.on("data", (c: Buffer) => {
-    n += c.length;
-    if (n < every) return;
-    const now = performance.now();
-    if (now - last < minMs) return;
-    n = 0;
-    last = now;
-    Bun.gc(true);
-  });
+function collectEvery<T extends Readable>(s: T): T {
+  const collect = collector(8 << 20, 250);
+  s.on("data", (c: Buffer) => collect(c.length));
   return s;
 }
 
