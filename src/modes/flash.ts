@@ -8,7 +8,7 @@ import flashScript from "../helpers/flash.sh" with { type: "text" };
 import { busyboxFor } from "../assets/busybox.ts";
 import type { FlashMode } from "../config/schema.ts";
 import type { FlashContext } from "../core/context.ts";
-import { keepDir, startDirGuard } from "../core/dir-guard.ts";
+import { dropDir, keepDir, startDirGuard } from "../core/dir-guard.ts";
 import { gatherFacts, type TargetFacts } from "../core/facts.ts";
 import type { FlashHookable } from "../core/hooks.ts";
 import { type Plan, planFlash, SHM_MARGIN } from "../core/plan.ts";
@@ -86,7 +86,15 @@ const PHASES = ["facts", "plan", "confirm", "stage", "handoff", "wait"] as const
 export type Phase = (typeof PHASES)[number];
 type PhaseRunner = <T>(name: Phase, fn: () => Promise<T>) => Promise<T>;
 
-export type PreflightOptions = Pick<FlashOptions, "target" | "local" | "mode" | "hooks" | "services" | "prepareBoot" | "bmap" | "bmapFile" | "record" | "transport"> & { imagePath?: string };
+export type PreflightOptions = Pick<FlashOptions, "target" | "local" | "mode" | "hooks" | "services" | "prepareBoot" | "bmap" | "bmapFile" | "record" | "transport"> & {
+  imagePath?: string;
+  /**
+   * Called once the facts are in, while the image is still being read (flash: the helper's work dir
+   * is made then, see prestage()). The measurement waits for what it returns, so the board is idle
+   * while the link is timed.
+   */
+  onFacts?: (facts: TargetFacts) => Promise<unknown> | undefined;
+};
 
 export interface Preflight {
   facts: TargetFacts;
@@ -129,6 +137,7 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
   // first range or two). With a block map the ranges follow from the edit, so the pass waits for it.
   const stopEarly = new AbortController();
   let early: Promise<ImageScan> | undefined;
+  let boardBusy: Promise<unknown> | undefined;
   const scanOpts = (image: ImageInfo) => ({
     sample: measure ? { bytes: 8 << 20, sizeHint: image.rawSizeHint } : undefined,
     onProgress: (n: number) => onScan?.(n, image.rawSizeHint),
@@ -150,7 +159,13 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
         }
         return { image, bmap };
       })();
-      const [facts, img] = await Promise.all([gatherFacts(o.target, o.local ? o.imagePath : undefined), opened]);
+      const [facts, img] = await Promise.all([
+        gatherFacts(o.target, o.local ? o.imagePath : undefined).then((f) => {
+          boardBusy = o.onFacts?.(f)?.catch(() => {});
+          return f;
+        }),
+        opened,
+      ]);
       ctx.facts = facts;
       await o.hooks.callHook("facts:gathered", ctx);
       return { facts, ...img };
@@ -202,6 +217,7 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
         let transport: Preflight["transport"];
         if (measure && scan.sample && planned.refusals.length === 0) {
           try {
+            await boardBusy;
             probe = await probeLink(o.target, facts.arch);
             const sample = { bytes: scan.sample, fileRatio: image.fileSize / scan.rawSize, hostDecodeRate: scan.rawSize / Math.max(scan.seconds, 0.001) };
             const rates = await measureRates(o.target, probe, facts.cpus, image.format, sample, planned.mode);
@@ -240,14 +256,27 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
     return r;
   };
 
+  const t = o.target;
+  const work = `/dev/shm/flash-live-${randomBytes(4).toString("hex")}`;
+  // The helper's work dir and its busybox go to the board while this side still reads the image:
+  // two root commands (a sudo each, 0.5-0.9 s on a TCG board) off the path to the write. Nothing in
+  // it runs before the confirmation; a flash that does not go ahead drops it (and so does a lost
+  // connection: the guard's stdin ends).
+  let prestaged: Promise<RemoteProcess> | undefined;
+  const onFacts = (f: TargetFacts) => (prestaged = prestage(t, work, f.arch));
+  const abandon = async <T>(e: T): Promise<never> => {
+    const g = await prestaged?.catch(() => undefined);
+    if (g) await dropDir(g).catch(() => {});
+    throw e;
+  };
   const progress = createProgress("checking image", undefined);
-  const { facts, image, scan, plan, boot, bmap, pack } = await preflight(o, ctx, phase, (n) => progress.update(n));
+  const { facts, image, scan, plan, boot, bmap, pack } = await preflight({ ...o, onFacts }, ctx, phase, (n) => progress.update(n)).catch(abandon);
   const custom = boot?.customization;
   // Bytes the helper writes from the image: the mapped ranges with a block map, else all of it.
   const imageBytes = bmap ? bmap.mappedBytes : scan?.rawSize ?? 0;
   if (scan) progress.finish(`image ok: ${formatBytes(scan.rawSize)} raw, sha256 ${scan.sha256.slice(0, 16)}…`);
-  if (plan.refusals.length) throw refusal(o.target, plan.refusals);
-  if (!image || !scan) throw new Error("preflight returned no image scan without a refusal");
+  if (plan.refusals.length) return abandon(refusal(o.target, plan.refusals));
+  if (!image || !scan) return abandon(new Error("preflight returned no image scan without a refusal"));
 
   // ---- confirm --------------------------------------------------------------------------------------
   await phase("confirm", async () => {
@@ -261,12 +290,10 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
     }
     const ok = await o.confirm(`This ERASES ${plan.diskPath} on ${o.target.name}. Type "${phrase}" to go on`, phrase);
     if (!ok) throw new UserError("Not confirmed; nothing was changed.", undefined, 1);
-  });
+  }).catch(abandon);
 
   // ---- stage: everything the helper needs goes to tmpfs before anything is stopped ---------------
-  const work = `/dev/shm/flash-live-${randomBytes(4).toString("hex")}`;
   let bytesSent = 0;
-  const t = o.target;
   const cleanup = async () => {
     await t.exec(["rm", "-rf", work], { root: true, check: false }).catch(() => {});
   };
@@ -274,8 +301,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
   let guard: RemoteProcess | undefined;
   try {
     staged = await phase("stage", async () => {
-      guard = await startDirGuard(t, work, { root: true });
-      await t.put(`${work}/busybox`, await busyboxFor(facts.arch), { mode: "0700", root: true });
+      guard = await (prestaged ?? prestage(t, work, facts.arch));
       const files: StagedFile[] = [{ name: "flash.sh", data: flashScript }];
       if (isHarness()) files.push({ name: "harness", data: "1\n" });
       const fault = faultScript();
@@ -520,6 +546,18 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
     throw new UserError(`The flash did not complete: ${outcome.error}`, "The board rebooted; if it does not come up, re-flash it (by SD card or flash-live --stream).");
   }
   return res;
+}
+
+/** The helper's work dir (root's, 0700, guarded: see dir-guard.ts) with the staged busybox in it. */
+async function prestage(t: Target, work: string, arch: string): Promise<RemoteProcess> {
+  const guard = await startDirGuard(t, work, { root: true });
+  try {
+    await t.put(`${work}/busybox`, await busyboxFor(arch), { mode: "0700", root: true });
+  } catch (e) {
+    await dropDir(guard).catch(() => {});
+    throw e;
+  }
+  return guard;
 }
 
 /** A small file for the helper's work dir (0600 unless said). */
