@@ -167,26 +167,20 @@ export interface ImageSample {
   hostDecodeRate: number;
 }
 
-/** A temporary /dev/shm directory on the board with the staged busybox, and the link measured into it. */
+/** A temporary /dev/shm directory on the board with the staged busybox, for the measurement. */
 export interface LinkProbe {
   dir: string;
-  /** Bytes/s (measureLink). */
-  link: number;
   /** Removes the dir when its stdin ends (dropProbe, or the connection lost). */
   guard: RemoteProcess;
 }
 
-/**
- * The first half of the measurement: a guarded /dev/shm directory with the staged busybox, and the
- * link into it. Random bytes: ssh does not compress, and nothing between may compress them either.
- * Remove the directory with dropProbe().
- */
+/** A guarded /dev/shm directory with the staged busybox (measureRates works in it). Remove it with dropProbe(). */
 export async function probeLink(target: Target, arch: string): Promise<LinkProbe> {
   const dir = `/dev/shm/flash-live-probe-${randomBytes(4).toString("hex")}`;
   const guard = await startDirGuard(target, dir, { root: false });
   try {
     await target.put(`${dir}/busybox`, await busyboxFor(arch), { mode: "0700" });
-    return { dir, guard, link: await measureLink(target, `${dir}/busybox`, randomBytes(2 << 20)) };
+    return { dir, guard };
   } catch (e) {
     await dropDir(guard);
     throw e;
@@ -198,10 +192,25 @@ export async function dropProbe(probe: LinkProbe): Promise<void> {
 }
 
 /**
- * The rest of the measurement, in the probe's directory: the sample in each form goes to the board's
- * /dev/shm, the board's busybox times each form's write pipeline (and, for ramfs, the copy's check),
- * and this side times its own gzip -1. A few seconds; nothing outside the probe's directory on the
- * board is touched (the caller removes it).
+ * Receives the samples: each file exactly its length from stdin (the staged busybox's dd), then
+ * the rest of stdin (the link's filler) into /dev/null. Arguments: DIR, then NAME LENGTH pairs.
+ */
+export const RECEIVE_SAMPLES_SCRIPT = [
+  'cd -- "$1" || exit 1',
+  "shift",
+  "while [ $# -gt 0 ]; do",
+  '  ./busybox dd of="$1" bs=65536 count="$2" iflag=count_bytes,fullblock 2>/dev/null || exit 1',
+  "  shift 2",
+  "done",
+  "./busybox dd of=/dev/null bs=65536 2>/dev/null",
+].join("\n");
+
+/**
+ * The measurement, in the probe's directory: the sample in each form goes to the board's /dev/shm
+ * in one stream that also times the link (the samples first, then filler for the rest of the
+ * link's time budget: measureLink), the board's busybox times each form's write pipeline (and, for
+ * ramfs, the copy's check), and this side times its own encoders. One command on the board, a few
+ * seconds; nothing outside the probe's directory is touched (the caller removes it).
  */
 export async function measureRates(target: Target, probe: LinkProbe, cpus: number, format: ImageFormat, sample: ImageSample, mode: "ramfs" | "stream"): Promise<Rates> {
   // A copy made on this side carries no zero blocks (packing): gzip and raw are timed and their
@@ -211,7 +220,7 @@ export async function measureRates(target: Target, probe: LinkProbe, cpus: numbe
   const t0 = performance.now();
   const gz = zlib.gzipSync(raw, { level: 1 });
   const gzipSeconds = (performance.now() - t0) / 1000;
-  const rates: Rates = { link: probe.link, boardWrite: {}, boardCheck: {}, hostDecode: sample.hostDecodeRate, hostEncode: { gzip: raw.length / Math.max(gzipSeconds, 0.001) }, ratio: { gzip: gz.length / raw.length, raw: 1 }, cpus, unavailable: {} };
+  const rates: Rates = { link: 0, boardWrite: {}, boardCheck: {}, hostDecode: sample.hostDecodeRate, hostEncode: { gzip: raw.length / Math.max(gzipSeconds, 0.001) }, ratio: { gzip: gz.length / raw.length, raw: 1 }, cpus, unavailable: {} };
   // The other encoders are programs: timed on the sample, start-up included (a few ms).
   const encoded: Partial<Record<"lzo" | "xz", Uint8Array>> = {};
   for (const t of ["lzo", "xz"] as const) {
@@ -227,15 +236,13 @@ export async function measureRates(target: Target, probe: LinkProbe, cpus: numbe
     encoded[t] = out;
   }
   const asIs = format === "xz" ? await runEncoder(["xz", "-1", "-T1", "-c"], full) : format === "gzip" ? zlib.gzipSync(full, { level: 6 }) : format === "raw" ? full : undefined;
-  const dir = probe.dir;
-  // One sample at a time, each put's garbage (the SSH packets of a few MiB) collected before the
-  // next: left to the collector, five puts in a row took this process from ~150 to ~250 MB.
   const samples: [string, Uint8Array][] = [["raw", raw], ["gzip", gz], ...(Object.entries(encoded) as [string, Uint8Array][])];
   if (asIs && format !== "raw") samples.push(["as-is", asIs]);
-  for (const [name, bytes] of samples) {
-    await target.put(`${dir}/s.${name}`, bytes, { mode: "0600" });
-    Bun.gc(true);
-  }
+  const received = await measureLink(target, `${probe.dir}/busybox`, randomBytes(2 << 20), {
+    files: samples.map(([name, bytes]) => ({ name: `s.${name}`, bytes })),
+    dir: probe.dir,
+  });
+  rates.link = received.rate;
   const dec: Partial<Record<TransportName, string>> = { raw: "cat s.raw", gzip: "./busybox zcat < s.gzip" };
   if (encoded.xz) dec.xz = "./busybox xzcat < s.xz";
   if (encoded.lzo) dec.lzo = "./busybox lzop -dc < s.lzo";
@@ -249,7 +256,7 @@ export async function measureRates(target: Target, probe: LinkProbe, cpus: numbe
     const check = name === "as-is" && format !== "raw" ? `./busybox sha256sum ${file} >/dev/null; ${d} | ./busybox md5sum >/dev/null` : `./busybox md5sum ${file} >/dev/null`;
     if (mode === "ramfs") lines.push(`t c-${name}`, check, `t c-${name}-end`);
   }
-  const r = await target.exec(["sh", "-c", lines.join("\n"), "sh", dir], { check: false });
+  const r = await target.exec(["sh", "-c", lines.join("\n"), "sh", probe.dir], { check: false });
   const at = new Map(r.stdout.split("\n").filter(Boolean).map((l) => l.split(" ") as [string, string]).map(([k, v]) => [k, Number(v)]));
   for (const name of Object.keys(dec) as TransportName[]) {
     for (const [kind, into] of [["w", rates.boardWrite], ["c", rates.boardCheck]] as const) {
@@ -270,10 +277,14 @@ export async function measureRates(target: Target, probe: LinkProbe, cpus: numbe
 }
 
 /**
- * The link into the board: the sample's bytes (ssh does not compress) into the board's
- * `dd of=/dev/null` for a few seconds. A write completes when the SSH channel window takes it, so
- * once the window is full (2 MiB with OpenSSH) writes are taken exactly as fast as the board
- * consumes: between two such writes the board took what was sent.
+ * The link into the board: bytes (ssh does not compress) into the board's busybox dd for a few
+ * seconds. A write completes when the SSH channel window takes it, so once the window is full
+ * (2 MiB with OpenSSH) writes are taken exactly as fast as the board consumes: between two such
+ * writes the board took what was sent.
+ * - With `files`, they travel first, each into its file in `dir` (RECEIVE_SAMPLES_SCRIPT), as the
+ *   warm-up, and the filler after them is what is timed: the samples cost no time of their own,
+ *   and a link that compresses (the samples are image bytes) is not timed on them. The filler is
+ *   random bytes.
  * - The warm-up (4 MiB, or what went in the first 0.75 s on a slow link) is left out: it fills the
  *   window and lets TCP and the board's receive window grow. Timing a short copy whole (a put of
  *   8 MiB) measured a third of what a 1 GiB stream then got on a TCG board.
@@ -284,14 +295,31 @@ export async function measureRates(target: Target, probe: LinkProbe, cpus: numbe
 export async function measureLink(
   target: Target,
   busybox: string,
-  sample: Uint8Array,
-  { budgetMs = 3000, maxBytes = 64 << 20, warmBytes = 4 << 20, warmMs = 750, spanMs = 1000 } = {},
-): Promise<number> {
+  filler: Uint8Array,
+  {
+    budgetMs = 3000,
+    maxBytes = 64 << 20,
+    warmBytes = 4 << 20,
+    warmMs = 750,
+    spanMs = 1000,
+    files = [],
+    dir,
+  }: { budgetMs?: number; maxBytes?: number; warmBytes?: number; warmMs?: number; spanMs?: number; files?: { name: string; bytes: Uint8Array }[]; dir?: string } = {},
+): Promise<{ rate: number }> {
   const CHUNK = 1 << 20;
-  const chunks: Uint8Array[] = [];
-  for (let off = 0; off < sample.length; off += CHUNK) chunks.push(sample.subarray(off, Math.min(sample.length, off + CHUNK)));
-  if (!chunks.length) throw new Error("no sample to measure the link with");
-  const p = await target.spawn(["sh", "-c", 'exec "$1" dd of=/dev/null bs=65536 2>/dev/null', "sh", busybox], {});
+  const slices = (b: Uint8Array) => {
+    const out: Uint8Array[] = [];
+    for (let off = 0; off < b.length; off += CHUNK) out.push(b.subarray(off, Math.min(b.length, off + CHUNK)));
+    return out;
+  };
+  const fill = slices(filler);
+  if (!fill.length) throw new Error("no sample to measure the link with");
+  const head = files.flatMap((f) => slices(f.bytes));
+  const headBytes = files.reduce((n, f) => n + f.bytes.length, 0);
+  const argv = files.length
+    ? ["sh", "-c", RECEIVE_SAMPLES_SCRIPT, "sh", dir ?? ".", ...files.flatMap((f) => [f.name, String(f.bytes.length)])]
+    : ["sh", "-c", 'exec "$1" dd of=/dev/null bs=65536 2>/dev/null', "sh", busybox];
+  const p = await target.spawn(argv, {});
   p.stdout.resume();
   p.stderr.resume();
   let exited = false;
@@ -308,13 +336,16 @@ export async function measureLink(
   /** (time, bytes sent) after each write once warm. */
   const points: { t: number; sent: number }[] = [];
   try {
-    for (let i = 0; sent < maxBytes && !exited; i++) {
-      const c = chunks[i % chunks.length]!;
+    for (let i = 0; (i < head.length || sent < maxBytes) && !exited; i++) {
+      const c = i < head.length ? head[i]! : fill[(i - head.length) % fill.length]!;
       await write(c);
       sent += c.length;
       collect(c.length); // each MiB is ~32 encrypted SSH packets of garbage (src/util/gc.ts)
       const now = performance.now();
-      if (points.length || sent >= warmBytes || now - t0 >= warmMs) points.push({ t: now, sent });
+      // After samples, the timing starts once a window of filler went in: until then the board may
+      // still be taking sample bytes.
+      const timed = !head.length || sent - headBytes >= 2 << 20;
+      if (timed && (points.length || sent >= warmBytes || now - t0 >= warmMs)) points.push({ t: now, sent });
       if (points.length > 2 && now - t0 >= budgetMs && now - points[0]!.t >= spanMs) break;
     }
   } catch (e) {
@@ -334,7 +365,7 @@ export async function measureLink(
       if (dt >= spanMs) best = Math.max(best, (points[j]!.sent - points[i]!.sent) / (dt / 1000));
     }
   }
-  return best;
+  return { rate: best };
 }
 
 /** The sample's 1 MiB slices that are not all zero (the whole sample if they are less than 1 MiB). */

@@ -131,13 +131,22 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
   const asked = o.local ? undefined : o.transport && o.transport !== "auto" ? o.transport : undefined;
   if (asked === "xz" && !Bun.which("xz")) throw new UserError("--transport xz encodes the image with this machine's xz, and xz is not installed here.", "Install it (apt-get install xz-utils), or choose another transport (--transport auto).");
   const measure = !o.local && !asked;
+  // Where the preflight's time goes (CONSOLA_LEVEL=4 shows it).
+  const t0 = performance.now();
+  const trace = (what: string) => consola.debug(`preflight +${((performance.now() - t0) / 1000).toFixed(1)} s: ${what}`);
   // The image's own pass (decode all of it, hashes, zero blocks, the sample) needs nothing from the
   // board: it starts as soon as the image is open and runs while the board is probed and the boot
   // partition edited; the ranges the edit touches are hashed again after it (patchRanges: the
   // first range or two). With a block map the ranges follow from the edit, so the pass waits for it.
   const stopEarly = new AbortController();
+  const dropProbing = async () => {
+    const p = await probing?.catch(() => undefined);
+    probing = undefined;
+    if (p) await dropProbe(p);
+  };
   let early: Promise<ImageScan> | undefined;
   let boardBusy: Promise<unknown> | undefined;
+  let probing: Promise<LinkProbe> | undefined;
   const scanOpts = (image: ImageInfo) => ({
     sample: measure ? { bytes: 8 << 20, sizeHint: image.rawSizeHint } : undefined,
     onProgress: (n: number) => onScan?.(n, image.rawSizeHint),
@@ -161,7 +170,14 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
       })();
       const [facts, img] = await Promise.all([
         gatherFacts(o.target, o.local ? o.imagePath : undefined).then((f) => {
-          boardBusy = o.onFacts?.(f)?.catch(() => {});
+          trace("facts");
+          boardBusy = o.onFacts?.(f)?.then(() => trace("work dir staged"), () => {});
+          // The measurement's directory and busybox too, after the work dir (one thing at a time
+          // on the board); it is used once the image is read.
+          if (measure) {
+            probing = Promise.resolve(boardBusy).then(() => probeLink(o.target, f.arch));
+            probing.then(() => trace("probe dir"), () => {});
+          }
           return f;
         }),
         opened,
@@ -198,9 +214,9 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
       // The measurement comes after the scan, not beside it: the scan keeps this side's CPUs busy
       // (xz -T0, hashing on this thread, which also encrypts the SSH stream), and a link measured then
       // came out at 1.7 MiB/s on a board that took 13 (so the wrong transport was picked).
-      let probe: LinkProbe | undefined;
       try {
         const boot = o.prepareBoot ? await o.prepareBoot(ctx, image, o.record === false ? undefined : { flashId }) : undefined;
+        trace("boot partition edit");
         if (boot?.noRecord) ctx.warnings.push(`no flash record on the new boot partition: ${boot.noRecord}`);
         let scan: ImageScan;
         if (early) {
@@ -211,20 +227,22 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
           const regions = bmap ? mergeRegions([...bmap.ranges, ...(boot?.extents ?? []).map((e) => ({ offset: e.offset, length: e.data.length }))]) : undefined;
           scan = await scanImage(image, { ...scanOpts(image), extents: boot?.extents, regions, bmap });
         }
+        trace("image read");
         const layout = packLayout(scan.rawSize, scan.zeroRuns, bmap ? mergeRegions(bmap.ranges) : undefined);
         packedBytes = layout?.dataBytes;
         let planned = plan(scan);
         let transport: Preflight["transport"];
         if (measure && scan.sample && planned.refusals.length === 0) {
           try {
-            await boardBusy;
-            probe = await probeLink(o.target, facts.arch);
+            if (!probing) throw new Error("no probe directory");
+            const probe = await probing;
             const sample = { bytes: scan.sample, fileRatio: image.fileSize / scan.rawSize, hostDecodeRate: scan.rawSize / Math.max(scan.seconds, 0.001) };
             const rates = await measureRates(o.target, probe, facts.cpus, image.format, sample, planned.mode);
             const estimates = estimateTransports(
               { mode: planned.mode, format: image.format, fileSize: image.fileSize, rawSize: scan.rawSize, packedBytes, shmRoom: facts.shmAvail - SHM_MARGIN },
               rates,
             );
+            trace("measured");
             const pick = pickTransport(estimates, rates);
             planned = plan(scan, { transport: pick.transport, reason: pick.reason, encodedRatio: rates.ratio[pick.transport] });
             transport = { rates, estimates };
@@ -235,11 +253,12 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
         const pack = layout && madeHere(planned, o.local) ? layout : undefined;
         return { facts, image, scan, boot, flashId, bmap, transport, pack, plan: (ctx.plan = planned) };
       } finally {
-        if (probe) await dropProbe(probe);
+        await dropProbing();
       }
     });
   } finally {
     stopEarly.abort();
+    await dropProbing();
   }
 }
 

@@ -5,7 +5,11 @@
  */
 import { describe, expect, test } from "bun:test";
 import { Readable, Writable } from "node:stream";
-import { estimateTransports, measureLink, pickTransport, type Rates, type TransportInput } from "../../../src/core/transport.ts";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { busyboxFor } from "../../../src/assets/busybox.ts";
+import { estimateTransports, measureLink, pickTransport, RECEIVE_SAMPLES_SCRIPT, type Rates, type TransportInput } from "../../../src/core/transport.ts";
 import type { Target } from "../../../src/target/types.ts";
 import { planFlash } from "../../../src/core/plan.ts";
 
@@ -177,6 +181,8 @@ describe("measureLink", () => {
     let consumed = 0;
     let exitCode: (c: number) => void = () => {};
     const spawned: string[][] = [];
+    /** Every chunk written, with the time it was taken. */
+    const writes: { bytes: Uint8Array; at: number }[] = [];
     const target = {
       async spawn(argv: readonly string[]) {
         spawned.push([...argv]);
@@ -200,6 +206,7 @@ describe("measureLink", () => {
               drain();
               if (queued + chunk.length <= window) {
                 queued += chunk.length;
+                writes.push({ bytes: chunk, at: performance.now() });
                 cb();
               } else setTimeout(take, Math.max(1, ((queued + chunk.length - window) / rateNow()) * 1000));
             };
@@ -218,13 +225,13 @@ describe("measureLink", () => {
         return { stdin, stdout: Readable.from([]), stderr: Readable.from([]), exited, kill() {} };
       },
     } as unknown as Target;
-    return { target, spawned };
+    return { target, spawned, writes };
   }
 
   test("a 40 MiB/s link after a 2 MiB/s start (2 MiB): ~40 MiB/s, within a few seconds, into the staged busybox's dd", async () => {
     const { target, spawned } = drainingTarget(40 * MiB, { bytes: 2 * MiB, rate: 2 * MiB });
     const t = performance.now();
-    const rate = await measureLink(target, "/dev/shm/x/busybox", new Uint8Array(8 * MiB), { budgetMs: 1500 });
+    const { rate } = await measureLink(target, "/dev/shm/x/busybox", new Uint8Array(8 * MiB), { budgetMs: 1500 });
     expect(rate / MiB).toBeGreaterThan(34);
     expect(rate / MiB).toBeLessThan(46);
     expect(performance.now() - t).toBeLessThan(6000);
@@ -233,15 +240,53 @@ describe("measureLink", () => {
 
   test("a board busy for the first 1.5 s (3 MiB/s), then 12 MiB/s: the best second counts, not the average", async () => {
     const { target } = drainingTarget(12 * MiB, { bytes: 0, rate: 12 * MiB }, 2 * MiB, { ms: 1500, rate: 3 * MiB });
-    const rate = await measureLink(target, "bb", new Uint8Array(8 * MiB));
+    const { rate } = await measureLink(target, "bb", new Uint8Array(8 * MiB));
     expect(rate / MiB).toBeGreaterThan(10);
     expect(rate / MiB).toBeLessThan(14);
+  });
+
+  test("samples first, each into its file, then the filler: only the filler is timed (a fast start on compressible samples does not count)", async () => {
+    // The samples drain at 200 MiB/s (as a compressing link would take image bytes), the filler at 10.
+    const { target, spawned, writes } = drainingTarget(10 * MiB, { bytes: 6 * MiB, rate: 200 * MiB });
+    const a = new Uint8Array(5 * MiB).fill(1);
+    const b = new Uint8Array(MiB / 2).fill(2);
+    const { rate } = await measureLink(target, "/dev/shm/p/busybox", new Uint8Array(2 * MiB).fill(3), {
+      budgetMs: 1500,
+      files: [{ name: "s.a", bytes: a }, { name: "s.b", bytes: b }],
+      dir: "/dev/shm/p",
+    });
+    expect(spawned[0]).toEqual(["sh", "-c", RECEIVE_SAMPLES_SCRIPT, "sh", "/dev/shm/p", "s.a", String(5 * MiB), "s.b", String(MiB / 2)]);
+    const sent = Buffer.concat(writes.map((w) => w.bytes));
+    expect(sent.subarray(0, 5 * MiB).every((x) => x === 1)).toBe(true);
+    expect(sent.subarray(5 * MiB, 5 * MiB + MiB / 2).every((x) => x === 2)).toBe(true);
+    expect(sent.subarray(5 * MiB + MiB / 2).every((x) => x === 3)).toBe(true);
+    expect(rate / MiB).toBeGreaterThan(8.5);
+    expect(rate / MiB).toBeLessThan(11.5);
+  });
+
+  test("RECEIVE_SAMPLES_SCRIPT under the staged busybox: each file exactly its bytes, the rest of stdin read to the end", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "flash-live-samples-"));
+    try {
+      writeFileSync(join(dir, "busybox"), await busyboxFor("x86_64"), { mode: 0o700 });
+      const a = Buffer.alloc(200_001, 7);
+      const b = Buffer.from("b's bytes\n");
+      const p = Bun.spawn(["sh", "-c", RECEIVE_SAMPLES_SCRIPT, "sh", dir, "s.a", String(a.length), "s.b", String(b.length)], {
+        stdin: new Blob([a, b, Buffer.alloc(3 * MiB, 9)]),
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      expect(await p.exited).toBe(0);
+      expect(readFileSync(join(dir, "s.a")).equals(a)).toBe(true);
+      expect(readFileSync(join(dir, "s.b")).equals(b)).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("a slow link (1.5 MiB/s): measured after the first 0.75 s, not after 4 MiB", async () => {
     const { target } = drainingTarget(1.5 * MiB, { bytes: 0, rate: 1.5 * MiB });
     const t = performance.now();
-    const rate = await measureLink(target, "bb", new Uint8Array(8 * MiB), { budgetMs: 1500 });
+    const { rate } = await measureLink(target, "bb", new Uint8Array(8 * MiB), { budgetMs: 1500 });
     expect(rate / MiB).toBeGreaterThan(1.3);
     expect(rate / MiB).toBeLessThan(1.7);
     expect(performance.now() - t).toBeLessThan(6000);
