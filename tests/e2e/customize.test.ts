@@ -311,6 +311,8 @@ describe("first-boot customization", () => {
     expect(wpa).toEqual(["active", "600 root", "1"]);
     const rendered = await board.ssh("stat -c '%a %n' /run/netplan/* 2>&1; ls /run/systemd/network 2>&1; networkctl list --no-legend 2>&1; true", { user: "root" });
     expect((await board.ssh("cat /proc/sys/kernel/random/boot_id")).stdout.trim()).toBe(bootId);
+    // What held sshd back in this boot (the suite's longest wait).
+    const chain = await board.ssh("systemd-analyze critical-chain ssh.service --no-pager 2>&1 | tail -n +3 | head -12; true", { user: "root" });
 
     console.log(
       `[customize e2e] cloud-init: ${fmt({
@@ -324,7 +326,7 @@ describe("first-boot customization", () => {
         netplan: JSON.stringify(netplan.stdout.trim()),
         renderedNetwork: JSON.stringify(rendered.stdout.trim()),
         recoverable: JSON.stringify(status.recoverable_errors),
-      })}\n  sudo -l: ${sudoers.trim().split("\n").slice(-3).join(" | ")}`,
+      })}\n  sudo -l: ${sudoers.trim().split("\n").slice(-3).join(" | ")}\n  ssh.service critical chain: ${chain.stdout.trim().split("\n").map((l) => l.trim()).join(" < ")}`,
     );
   }, CASE_TIMEOUT_MS);
 
