@@ -90,8 +90,8 @@ export type PreflightOptions = Pick<FlashOptions, "target" | "local" | "mode" | 
   imagePath?: string;
   /**
    * Called once the facts are in, while the image is still being read (flash: the helper's work dir
-   * is made then, see prestage()). The measurement waits for what it returns, so the board is idle
-   * while the link is timed.
+   * is made then, see prestage()). The measurement's probe dir is made after what it returns
+   * settles: one thing at a time on the board.
    */
   onFacts?: (facts: TargetFacts) => Promise<unknown> | undefined;
 };
