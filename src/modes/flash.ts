@@ -206,11 +206,11 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
         });
       const flashId = randomBytes(8).toString("hex");
       if (!image) return { facts, flashId, plan: (ctx.plan = plan()) };
-      // Refuse an image that cannot fit before reading all of it, when its size is known cheaply.
-      if (image.rawSizeHint !== undefined) {
-        const quick = plan({ rawSize: image.rawSizeHint });
-        if (quick.refusals.length) return { facts, image, flashId, plan: (ctx.plan = quick) };
-      }
+      // Refuse before reading all of the image what the board alone rules out (sudo, root device,
+      // /dev/shm) and an image that cannot fit when its size is known cheaply (raw, xz index).
+      // (Size unknown yet: 0, which no size check refuses.)
+      const quick = plan({ rawSize: image.rawSizeHint ?? 0 });
+      if (quick.refusals.length) return { facts, image, flashId, plan: (ctx.plan = quick) };
       // The measurement comes after the scan, not beside it: the scan keeps this side's CPUs busy
       // (xz -T0, hashing on this thread, which also encrypts the SSH stream), and a link measured then
       // came out at 1.7 MiB/s on a board that took 13 (so the wrong transport was picked).

@@ -247,6 +247,14 @@ describe("check", () => {
     expect(doc).toMatchObject({ schema: 1, ok: false, target: { name: `strict@board:${board.sshPort}`, reachable: true }, board: { user: "strict", sudo: "password" } });
     expect(doc.refusals).toHaveLength(1);
     expect(doc.refusals[0]).toContain("user strict needs a password for sudo");
+    // A .gz has no size index: the board's refusal comes before the image is read at all (no
+    // sha256), instead of after decompressing all of it.
+    const g = await home.run(["check", "board", l2.gz, "--json"]);
+    expect(g.code).toBe(1);
+    const gdoc = parseJson(g);
+    expect(gdoc.refusals).toEqual(doc.refusals);
+    expect(gdoc.image.format).toBe("gzip");
+    expect(gdoc.image.sha256).toBeUndefined();
     expect(await boardState(board)).toEqual(before);
   });
 
