@@ -1,3 +1,4 @@
+import { busyboxFor } from "../assets/busybox.ts";
 import { RemoteCommandError } from "../errors.ts";
 import type { RemoteProcess, Target } from "../target/types.ts";
 
@@ -37,4 +38,19 @@ export async function keepDir(g: RemoteProcess): Promise<void> {
 export async function dropDir(g: RemoteProcess): Promise<void> {
   g.stdin.end();
   await g.exited;
+}
+
+/**
+ * A guarded dir with the static busybox for the board's arch in it (the helper's work dir as root,
+ * the measurement's probe dir as the user); on a failed copy the dir is dropped again.
+ */
+export async function startBusyboxDir(t: Target, dir: string, arch: string, opts: { root: boolean }): Promise<RemoteProcess> {
+  const guard = await startDirGuard(t, dir, opts);
+  try {
+    await t.put(`${dir}/busybox`, await busyboxFor(arch), { mode: "0700", root: opts.root });
+  } catch (e) {
+    await dropDir(guard).catch(() => {});
+    throw e;
+  }
+  return guard;
 }

@@ -2,12 +2,11 @@ import { randomBytes } from "node:crypto";
 import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
-import { busyboxFor } from "../assets/busybox.ts";
 import { encoderFor, spawnFilter } from "../image/filter.ts";
 import { formatBytes, type ImageFormat } from "../image/source.ts";
 import type { RemoteProcess, Target } from "../target/types.ts";
 import { collector } from "../util/gc.ts";
-import { dropDir, startDirGuard } from "./dir-guard.ts";
+import { dropDir, startBusyboxDir } from "./dir-guard.ts";
 import type { BoardCodec } from "./plan.ts";
 
 /**
@@ -175,16 +174,9 @@ export interface LinkProbe {
 }
 
 /** A guarded /dev/shm directory with the staged busybox (measureRates works in it). Remove it with dropProbe(). */
-export async function probeLink(target: Target, arch: string): Promise<LinkProbe> {
+export async function startProbe(target: Target, arch: string): Promise<LinkProbe> {
   const dir = `/dev/shm/flash-live-probe-${randomBytes(4).toString("hex")}`;
-  const guard = await startDirGuard(target, dir, { root: false });
-  try {
-    await target.put(`${dir}/busybox`, await busyboxFor(arch), { mode: "0700" });
-    return { dir, guard };
-  } catch (e) {
-    await dropDir(guard);
-    throw e;
-  }
+  return { dir, guard: await startBusyboxDir(target, dir, arch, { root: false }) };
 }
 
 export async function dropProbe(probe: LinkProbe): Promise<void> {

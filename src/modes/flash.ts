@@ -5,14 +5,13 @@ import { PassThrough, type Readable, Transform } from "node:stream";
 import zlib from "node:zlib";
 import { consola } from "consola";
 import flashScript from "../helpers/flash.sh" with { type: "text" };
-import { busyboxFor } from "../assets/busybox.ts";
 import type { FlashMode } from "../config/schema.ts";
 import type { FlashContext } from "../core/context.ts";
-import { dropDir, keepDir, startDirGuard } from "../core/dir-guard.ts";
+import { dropDir, keepDir, startBusyboxDir } from "../core/dir-guard.ts";
 import { gatherFacts, type TargetFacts } from "../core/facts.ts";
 import type { FlashHookable } from "../core/hooks.ts";
 import { type Plan, planFlash, SHM_MARGIN } from "../core/plan.ts";
-import { dropProbe, estimateTransports, type LinkProbe, measureRates, pickTransport, probeLink, type Rates, type TransportEstimate, type TransportName, type TransportSetting } from "../core/transport.ts";
+import { dropProbe, estimateTransports, type LinkProbe, measureRates, pickTransport, startProbe, type Rates, type TransportEstimate, type TransportName, type TransportSetting } from "../core/transport.ts";
 import { createProgress, fmtDuration } from "../core/progress.ts";
 import { faultScript, isHarness, patchDumpPath } from "../core/safety.ts";
 import type { PreparedBoot } from "../core/customize-step.ts";
@@ -90,7 +89,7 @@ export type PreflightOptions = Pick<FlashOptions, "target" | "local" | "mode" | 
   imagePath?: string;
   /**
    * Called once the facts are in, while the image is still being read (flash: the helper's work dir
-   * is made then, see prestage()). The measurement's probe dir is made after what it returns
+   * is made then, see runFlash). The measurement's probe dir is made after what it returns
    * settles: one thing at a time on the board.
    */
   onFacts?: (facts: TargetFacts) => Promise<unknown> | undefined;
@@ -175,7 +174,7 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
           // The measurement's directory and busybox too, after the work dir (one thing at a time
           // on the board); it is used once the image is read.
           if (measure) {
-            probing = Promise.resolve(boardBusy).then(() => probeLink(o.target, f.arch));
+            probing = Promise.resolve(boardBusy).then(() => startProbe(o.target, f.arch));
             probing.then(() => trace("probe dir"), () => {});
           }
           return f;
@@ -282,7 +281,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
   // it runs before the confirmation; a flash that does not go ahead drops it (and so does a lost
   // connection: the guard's stdin ends).
   let prestaged: Promise<RemoteProcess> | undefined;
-  const onFacts = (f: TargetFacts) => (prestaged = prestage(t, work, f.arch));
+  const onFacts = (f: TargetFacts) => (prestaged = startBusyboxDir(t, work, f.arch, { root: true }));
   const abandon = async <T>(e: T): Promise<never> => {
     const g = await prestaged?.catch(() => undefined);
     if (g) await dropDir(g).catch(() => {});
@@ -320,7 +319,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
   let guard: RemoteProcess | undefined;
   try {
     staged = await phase("stage", async () => {
-      guard = await (prestaged ?? prestage(t, work, facts.arch));
+      guard = await (prestaged ?? startBusyboxDir(t, work, facts.arch, { root: true }));
       const files: StagedFile[] = [{ name: "flash.sh", data: flashScript }];
       if (isHarness()) files.push({ name: "harness", data: "1\n" });
       const fault = faultScript();
@@ -565,18 +564,6 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
     throw new UserError(`The flash did not complete: ${outcome.error}`, "The board rebooted; if it does not come up, re-flash it (by SD card or flash-live --stream).");
   }
   return res;
-}
-
-/** The helper's work dir (root's, 0700, guarded: see dir-guard.ts) with the staged busybox in it. */
-async function prestage(t: Target, work: string, arch: string): Promise<RemoteProcess> {
-  const guard = await startDirGuard(t, work, { root: true });
-  try {
-    await t.put(`${work}/busybox`, await busyboxFor(arch), { mode: "0700", root: true });
-  } catch (e) {
-    await dropDir(guard).catch(() => {});
-    throw e;
-  }
-  return guard;
 }
 
 /** A small file for the helper's work dir (0600 unless said). */
