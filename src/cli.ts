@@ -2,6 +2,7 @@
 import { defineCommand, renderUsage, runCommand, showUsage } from "citty";
 import pkg from "../package.json" with { type: "json" };
 import { reportError } from "./core/report.ts";
+import { exitOnSignals } from "./util/private-tmp.ts";
 
 export const main = defineCommand({
   meta: {
@@ -46,6 +47,10 @@ async function run(rawArgs: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
+  // A signal ends the run through process exit, so what this side made (src/util/private-tmp.ts) is
+  // removed. On the board nothing depends on this process: a lost session drops what was staged, and
+  // a helper past its point of no return finishes on its own.
+  exitOnSignals();
   const code = await run(process.argv.slice(2));
   process.exitCode = code;
   // A failed run has nothing left to finish: a stray handle (a decompressor, a socket) must not keep

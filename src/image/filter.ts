@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { machine, tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
+import { machine } from "node:os";
+import { privateTempDir } from "../util/private-tmp.ts";
 import { join } from "node:path";
 import { Duplex } from "node:stream";
 
@@ -70,8 +71,7 @@ function hostBusybox(): Promise<string> {
   hostBusyboxPath ??= (async () => {
     const { busyboxFor } = await import("../assets/busybox.ts");
     const bytes = await busyboxFor(machine());
-    const dir = mkdtempSync(join(tmpdir(), "flash-live-"));
-    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+    const { dir } = privateTempDir("bin");
     const path = join(dir, "busybox");
     writeFileSync(path, bytes, { mode: 0o700 });
     return path;

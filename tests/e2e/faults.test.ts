@@ -5,7 +5,7 @@
  * Run as a user runs it (the CLI in a child process, a HOME with ~/.ssh/config and known_hosts).
  */
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
-import { readFileSync, rmSync, writeFileSync, mkdtempSync, openSync, closeSync, ftruncateSync, copyFileSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync, writeFileSync, mkdtempSync, openSync, closeSync, ftruncateSync, copyFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { type Board, MiB, startBoard } from "../harness/board.ts";
@@ -190,10 +190,10 @@ describe("flash refuses before any write", () => {
 const CLI = resolve(import.meta.dir, "../../src/cli.ts");
 
 /** flash-live in a child process we can signal (UserHome.run only returns once it exits). */
-function spawnCli(home: UserHome, args: string[]) {
+function spawnCli(home: UserHome, args: string[], tmp?: string) {
   const proc = Bun.spawn([process.execPath, CLI, ...args], {
     cwd: home.dir,
-    env: { PATH: process.env.PATH!, HOME: home.dir, FLASH_LIVE_HARNESS: "1", CI: "true" },
+    env: { PATH: process.env.PATH!, HOME: home.dir, FLASH_LIVE_HARNESS: "1", CI: "true", ...(tmp ? { TMPDIR: tmp } : {}) },
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
@@ -256,7 +256,9 @@ describe("flash-live killed during the ramfs copy", () => {
       const l2 = await ensureImage("L2");
       const before = await boardState(board);
 
-      const cli = spawnCli(home, ["flash", "board", l2.xz, "--yes"]);
+      // This side's scratch (its busybox, the copy made during the image pass) in a directory of its own.
+      const tmp = mkdtempSync(join(scratch, "tmp-"));
+      const cli = spawnCli(home, ["flash", "board", l2.xz, "--yes"], tmp);
       // Mid-copy for certain: flash-live says it is sending and the board holds part of the image.
       const deadline = Date.now() + 300_000;
       let partial = -1;
@@ -283,6 +285,12 @@ describe("flash-live killed during the ramfs copy", () => {
       expect({ leftInDevShm: after.shm === before.shm ? "nothing" : after.shm }).toEqual({ leftInDevShm: "nothing" });
       // ... and the board runs as before.
       await expectUntouched(board, before);
+      // This side: a caught signal leaves nothing; after kill -9 what is left is named with the dead
+      // pid, which the next run removes (tests/unit/util/private-tmp.test.ts).
+      const left = readdirSync(tmp);
+      console.log(`${signal}: left on this side: ${left.join(", ") || "nothing"}`);
+      if (signal === "SIGKILL") for (const name of left) expect(name).toMatch(new RegExp(`^flash-live-(bin|copy)-${cli.proc.pid}-`));
+      else expect(left).toEqual([]);
     });
   }
 });
