@@ -544,7 +544,7 @@ async function flashLive(id: CaseId, board: Board, home: BenchHome, file: string
   if (id2 !== target.marker) throw new Error(`the board runs ${id2}, not ${target.marker}`);
   const scanned = at(/image ok:/);
   // The plan box (after the transport measurement, when one ran) names the transport.
-  const sentAs = /sent as\s+(\S+)( \((?:gzip -1 made|lzop -1 made|xz -1 made|decompressed) on this side\))?: (fastest by measurement|as fast as \S+ by measurement)?/.exec(all);
+  const sentAs = /sent as\s+(\S+)( \((?:gzip -1 made|lzop -1 made|xz -1 made|decompressed) on this side(?: during the image check[^)]*)?\))?: (fastest by measurement|as fast as \S+ by measurement)?/.exec(all);
   const planned = sentAs?.[3] ? at(/sent as\s/) : undefined;
   const staged = at(/^sending\s.* in /);
   const quiesce = at(/board: quiesce/);

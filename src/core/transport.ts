@@ -81,6 +81,8 @@ export interface TransportInput {
   packedBytes?: number;
   /** /dev/shm room for ramfs staging (bytes), after the margin. */
   shmRoom: number;
+  /** A copy made during the image pass (src/image/spool.ts): this transport costs this side nothing more, and its size is known. */
+  spooled?: { transport: TransportName; bytes: number };
 }
 
 /** The model: each plan's time from the measured rates. Pure; tested on its own. */
@@ -91,7 +93,8 @@ export function estimateTransports(input: TransportInput, rates: Rates): Transpo
     const ratio = transport === "raw" ? 1 : transport === "as-is" ? input.fileSize / input.rawSize : rates.ratio[transport];
     // The raw bytes the board decodes: all of them as the file is, only the packed ones otherwise.
     const carried = transport === "as-is" ? input.rawSize : input.packedBytes ?? input.rawSize;
-    const wireBytes = transport === "as-is" ? input.fileSize : Math.ceil(carried * (ratio ?? 1));
+    const spooled = input.spooled?.transport === transport ? input.spooled : undefined;
+    const wireBytes = spooled ? spooled.bytes : transport === "as-is" ? input.fileSize : Math.ceil(carried * (ratio ?? 1));
     const est: TransportEstimate = { transport, seconds: Number.POSITIVE_INFINITY, wireBytes, stagedBytes: wireBytes };
     out.push(est);
     if (!codec) {
@@ -110,8 +113,8 @@ export function estimateTransports(input: TransportInput, rates: Rates): Transpo
     const check = rates.boardCheck[transport];
     // This side: decode the whole file, encode what travels (both compete for the same cores).
     const encode = transport === "raw" ? Number.POSITIVE_INFINITY : rates.hostEncode[transport];
-    const hostSeconds = transport === "as-is" ? 0 : input.rawSize / rates.hostDecode + (encode ? carried / encode : 0);
-    if (!write || (transport !== "as-is" && (!encode || !rates.hostDecode)) || ratio === undefined || (input.mode === "ramfs" && !check)) {
+    const hostSeconds = transport === "as-is" || spooled ? 0 : input.rawSize / rates.hostDecode + (encode ? carried / encode : 0);
+    if (!write || (transport !== "as-is" && !spooled && (!encode || !rates.hostDecode || ratio === undefined)) || (input.mode === "ramfs" && !check)) {
       est.excluded = "not measured";
       continue;
     }

@@ -162,6 +162,8 @@ export async function scanImage(
     /** Keep a sample of this many raw bytes in 1 MiB slices spread over the image (size hint: its raw size if known). */
     sample?: { bytes: number; sizeHint?: number };
     onProgress?: (bytes: number) => void;
+    /** Sees every raw chunk in order (before the extents); may hold the pass back by returning a promise (src/image/spool.ts). */
+    tap?: (chunk: Uint8Array, pos: number) => Promise<void> | undefined;
     /** Stops the scan (it then rejects with the signal's reason). */
     signal?: AbortSignal;
   } = {},
@@ -192,6 +194,8 @@ export async function scanImage(
     zeros.feed(c, pos);
     sampler?.feed(c, pos);
     bmapCheck?.feed(c, pos);
+    const held = opts.tap?.(c, pos);
+    if (held) await held;
     const chunk = patchChunk(c, pos, extents);
     const end = pos + c.length;
     if (partial) partial.feed(chunk, pos);

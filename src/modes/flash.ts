@@ -21,6 +21,7 @@ import { type Bmap, findBmap, loadBmap, mergeRegions } from "../image/bmap.ts";
 import { encoderFor, spawnFilter } from "../image/filter.ts";
 import { layoutText, type PackLayout, packFilter, packLayout } from "../image/pack.ts";
 import { type ImageScan, patchRanges, scanImage } from "../image/scan.ts";
+import { Spool, type SpoolFile } from "../image/spool.ts";
 import { formatBytes, type ImageInfo, openImage, rawStream } from "../image/source.ts";
 import { AuthError, HostKeyError } from "../target/ssh.ts";
 import type { RemoteProcess, Target } from "../target/types.ts";
@@ -93,7 +94,18 @@ export type PreflightOptions = Pick<FlashOptions, "target" | "local" | "mode" | 
    * settles: one thing at a time on the board.
    */
   onFacts?: (facts: TargetFacts) => Promise<unknown> | undefined;
+  /**
+   * Make the ramfs copy (lzop -1, packed) during the image pass, on this side's disk, in case the
+   * measurement picks lzo (src/image/spool.ts). flash sets it; check does not (it copies nothing).
+   */
+  spool?: boolean;
 };
+
+/** The ramfs copy made during the image pass; whoever gets it removes it. */
+export interface ReadyCopy {
+  file: SpoolFile;
+  remove: () => void;
+}
 
 export interface Preflight {
   facts: TargetFacts;
@@ -110,6 +122,8 @@ export interface Preflight {
   transport?: { rates: Rates; estimates: TransportEstimate[] };
   /** What a copy made on this side leaves out (zero blocks, unmapped ranges), when it is one. */
   pack?: PackLayout;
+  /** The copy to send (ramfs, transport lzo), made during the image pass. */
+  copy?: ReadyCopy;
 }
 
 /** The bytes the board gets are made on this side (raw, or gzip -1 / lzop -1 / xz -1 of the image) and pass through boardSource(). */
@@ -144,11 +158,16 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
     if (p) await dropProbe(p);
   };
   let early: Promise<ImageScan> | undefined;
+  // The ramfs copy made during the pass: remote ramfs (the default) when lzo may be the transport.
+  const spoolWanted = o.spool && !o.local && o.mode !== "stream" && (!asked || asked === "lzo");
+  let spool: Spool | undefined;
+  let handedOver = false;
   let boardBusy: Promise<unknown> | undefined;
   let probing: Promise<LinkProbe> | undefined;
   const scanOpts = (image: ImageInfo) => ({
     sample: measure ? { bytes: 8 << 20, sizeHint: image.rawSizeHint } : undefined,
     onProgress: (n: number) => onScan?.(n, image.rawSizeHint),
+    tap: spool && ((c: Uint8Array, pos: number) => spool!.feed(c, pos)),
   });
   try {
     const { facts, image, bmap } = await phase("facts", async () => {
@@ -161,6 +180,12 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
           throw new UserError(`The block map ${bmap.path} is for an image of ${bmap.imageSize} bytes; ${image.path} holds ${image.rawSizeHint}.`, "Use the .bmap made for this image, or flash without it (--no-bmap).");
         }
         if (!bmap) {
+          if (spoolWanted) {
+            const enc = await encoderFor("lzo").catch(() => undefined);
+            const started = enc ? Spool.start(enc, Number.POSITIVE_INFINITY) : "this side has no lzop";
+            if (typeof started === "string") trace(`no copy during the pass: ${started}`);
+            else spool = started;
+          }
           early = scanImage(image, { ...scanOpts(image), signal: stopEarly.signal });
           // Awaited in the plan phase; a preflight that ends before (a refusal, a lost board) stops it.
           early.catch(() => {});
@@ -170,6 +195,7 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
       const [facts, img] = await Promise.all([
         gatherFacts(o.target, o.local ? o.imagePath : undefined).then((f) => {
           trace("facts");
+          spool?.cap(f.shmAvail - SHM_MARGIN);
           boardBusy = o.onFacts?.(f)?.then(() => trace("work dir staged"), () => {});
           // The measurement's directory and busybox too, after the work dir (one thing at a time
           // on the board); it is used once the image is read.
@@ -229,6 +255,11 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
         trace("image read");
         const layout = packLayout(scan.rawSize, scan.zeroRuns, bmap ? mergeRegions(bmap.ranges) : undefined);
         packedBytes = layout?.dataBytes;
+        // The copy made during the pass carries every non-zero block: usable when the layout keeps every zero run.
+        let spooled = spool ? await spool.end(scan.rawSize) : undefined;
+        if (spool) trace(spooled ? `copy made during the pass: ${spooled.bytes} bytes` : `no copy during the pass: ${spool.problem}`);
+        const zeroBytes = scan.zeroRuns.reduce((n, r) => n + r.length, 0);
+        if (spooled && !(layout && !bmap && layout.zeroBytes === zeroBytes && layout.dataBytes === spooled.rawBytes)) spooled = undefined;
         let planned = plan(scan);
         let transport: Preflight["transport"];
         if (measure && scan.sample && planned.refusals.length === 0) {
@@ -237,8 +268,17 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
             const probe = await probing;
             const sample = { bytes: scan.sample, fileRatio: image.fileSize / scan.rawSize, hostDecodeRate: scan.rawSize / Math.max(scan.seconds, 0.001) };
             const rates = await measureRates(o.target, probe, facts.cpus, image.format, sample, planned.mode);
+            if (spooled && planned.mode === "ramfs" && packedBytes) rates.ratio.lzo = spooled.bytes / packedBytes;
             const estimates = estimateTransports(
-              { mode: planned.mode, format: image.format, fileSize: image.fileSize, rawSize: scan.rawSize, packedBytes, shmRoom: facts.shmAvail - SHM_MARGIN },
+              {
+                mode: planned.mode,
+                format: image.format,
+                fileSize: image.fileSize,
+                rawSize: scan.rawSize,
+                packedBytes,
+                shmRoom: facts.shmAvail - SHM_MARGIN,
+                spooled: spooled && planned.mode === "ramfs" ? { transport: "lzo", bytes: spooled.bytes } : undefined,
+              },
               rates,
             );
             trace("measured");
@@ -250,7 +290,18 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
           }
         }
         const pack = layout && madeHere(planned, o.local) ? layout : undefined;
-        return { facts, image, scan, boot, flashId, bmap, transport, pack, plan: (ctx.plan = planned) };
+        if (spooled && asked === "lzo" && planned.refusals.length === 0) {
+          // Asked for lzo: not measured, the ratio is known exactly now.
+          planned = plan(scan, { transport: "lzo", reason: planned.transportReason, encodedRatio: spooled.bytes / (packedBytes ?? scan.rawSize) });
+        }
+        const use = spooled && pack && planned.mode === "ramfs" && planned.transport === "lzo" && planned.refusals.length === 0;
+        let copy: ReadyCopy | undefined;
+        if (use && spool) {
+          const s = spool;
+          copy = { file: spooled!, remove: () => s.remove() };
+          handedOver = true;
+        }
+        return { facts, image, scan, boot, flashId, bmap, transport, pack, copy, plan: (ctx.plan = planned) };
       } finally {
         await dropProbing();
       }
@@ -258,6 +309,7 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
   } finally {
     stopEarly.abort();
     await dropProbing();
+    if (!handedOver) spool?.remove();
   }
 }
 
@@ -282,13 +334,17 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
   // connection: the guard's stdin ends).
   let prestaged: Promise<RemoteProcess> | undefined;
   const onFacts = (f: TargetFacts) => (prestaged = startBusyboxDir(t, work, f.arch, { root: true }));
+  let readyCopy: ReadyCopy | undefined;
   const abandon = async <T>(e: T): Promise<never> => {
+    readyCopy?.remove();
     const g = await prestaged?.catch(() => undefined);
     if (g) await dropDir(g).catch(() => {});
     throw e;
   };
   const progress = createProgress("checking image", undefined);
-  const { facts, image, scan, plan, boot, bmap, pack } = await preflight({ ...o, onFacts }, ctx, phase, (n) => progress.update(n)).catch(abandon);
+  const { facts, image, scan, plan, boot, bmap, pack, copy } = await preflight({ ...o, onFacts, spool: true }, ctx, phase, (n) => progress.update(n)).catch(abandon);
+  // The copy made during the image pass lives until it is sent, or until the flash stops before.
+  readyCopy = copy;
   const custom = boot?.customization;
   // Bytes the helper writes from the image: the mapped ranges with a block map, else all of it.
   const imageBytes = bmap ? bmap.mappedBytes : scan?.rawSize ?? 0;
@@ -298,7 +354,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
 
   // ---- confirm --------------------------------------------------------------------------------------
   await phase("confirm", async () => {
-    const summary = describePlan(o, facts, plan, image, scan, boot, bmap, pack);
+    const summary = describePlan(o, facts, plan, image, scan, boot, bmap, pack, copy);
     log.box(summary);
     for (const n of plan.notes) log.info(n);
     if (o.yes) return;
@@ -362,13 +418,17 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
         // went into it are hashed as they go and must be the image checked before; the board then
         // only hashes what arrived. A file sent as it is (xz, gz, bz2) is decoded once on the board
         // instead: that proves its busybox decodes all of it, before the point of no return.
+        // The copy made during the image pass (copy) was made from the pass's own bytes; what is
+        // read back from its file must be what was written to it.
         const here = madeHere(plan, o.local);
-        const rawMd5 = here && (reencoded(plan) || pack) ? new Bun.CryptoHasher("md5") : undefined;
-        const src = boardSource(image, plan, { onRaw: rawMd5 && ((c) => rawMd5.update(c)), pack, encoder: await encoderOf(plan) });
+        const rawMd5 = !copy && here && (reencoded(plan) || pack) ? new Bun.CryptoHasher("md5") : undefined;
+        const src = copy
+          ? collectEvery(createReadStream(copy.file.path, { highWaterMark: 4 << 20 }))
+          : boardSource(image, plan, { onRaw: rawMd5 && ((c) => rawMd5.update(c)), pack, encoder: await encoderOf(plan) });
         const hasher = new Bun.CryptoHasher(here ? "md5" : "sha256");
         const progress = createProgress(
           o.local ? "copying to RAM" : "sending",
-          plan.codec === "raw" ? (pack?.dataBytes ?? scan.rawSize) : plan.transport === "as-is" ? image.fileSize : undefined,
+          copy ? copy.file.bytes : plan.codec === "raw" ? (pack?.dataBytes ?? scan.rawSize) : plan.transport === "as-is" ? image.fileSize : undefined,
         );
         let sent = 0;
         const counted = src.pipe(
@@ -392,7 +452,14 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
         progress.finish();
         bytesSent += sent;
         const sentDigest = hasher.digest("hex");
-        if (here) {
+        copy?.remove();
+        if (copy && sentDigest !== copy.file.md5) {
+          throw new UserError(
+            `The copy made on this machine changed on its disk before it was sent (md5 ${sentDigest}, written as ${copy.file.md5}).`,
+            "Nothing was overwritten. Try again; if it repeats, check this machine's disk and memory.",
+          );
+        }
+        if (here && !copy) {
           const rawDigest = rawMd5 ? rawMd5.digest("hex") : sentDigest;
           if (rawDigest !== scan.md5) {
             throw new UserError(
@@ -424,10 +491,12 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
       return { source: o.local ? o.imagePath : "-" };
     });
   } catch (e) {
+    readyCopy?.remove();
     await cleanup();
     guard?.stdin.end();
     throw e;
   }
+  readyCopy?.remove();
   // From here the helper owns the work dir (and removes it on a pre-commit failure via cleanup()).
   await keepDir(guard!);
 
@@ -867,14 +936,14 @@ function refusal(t: Target, reasons: string[]): UserError {
   return new UserError(`Refusing to flash ${t.name}; nothing was changed:\n  - ${reasons.join("\n  - ")}`, undefined, 1);
 }
 
-function describePlan(o: FlashOptions, facts: TargetFacts, plan: Plan, image: ImageInfo, scan: ImageScan, boot?: PreparedBoot, bmap?: Bmap, pack?: PackLayout): string {
+function describePlan(o: FlashOptions, facts: TargetFacts, plan: Plan, image: ImageInfo, scan: ImageScan, boot?: PreparedBoot, bmap?: Bmap, pack?: PackLayout, copy?: ReadyCopy): string {
   const custom = boot?.customization;
   const lines = [
     `target     ${o.target.name}  (${facts.hostname}, ${facts.model ?? facts.arch}, ${facts.os ?? "?"})`,
     `disk       ${plan.diskPath}  ${formatBytes(plan.disk.sizeBytes)}${plan.disk.model ? `  ${plan.disk.model}` : ""}  (root on /dev/${plan.rootDevice?.name ?? "?"})`,
     `image      ${image.path}  ${image.format}, ${formatBytes(image.fileSize)} -> ${formatBytes(scan.rawSize)}`,
     `mode       ${plan.mode}${o.local ? " (local)" : ""}: ${plan.modeReason}`,
-    `sent as    ${plan.codec}${plan.transport === "gzip" ? " (gzip -1 made on this side)" : plan.transport === "xz" ? " (xz -1 made on this side)" : plan.transport === "lzo" ? " (lzop -1 made on this side)" : plan.transport === "raw" && image.format !== "raw" ? " (decompressed on this side)" : ""}: ${plan.transportReason}`,
+    `sent as    ${plan.codec}${plan.transport === "gzip" ? " (gzip -1 made on this side)" : plan.transport === "xz" ? " (xz -1 made on this side)" : plan.transport === "lzo" ? (copy ? ` (lzop -1 made on this side during the image check: ${formatBytes(copy.file.bytes)} ready)` : " (lzop -1 made on this side)") : plan.transport === "raw" && image.format !== "raw" ? " (decompressed on this side)" : ""}: ${plan.transportReason}`,
     `stops      ${plan.units.length ? plan.units.join(", ") : "no services"}`,
     `customize  ${custom ? custom.summary : "no (plain flash)"}`,
     ...(bmap ? [`bmap       ${bmap.path}: ${formatBytes(bmap.mappedBytes)} of ${formatBytes(bmap.imageSize)} mapped; only those ranges are written (--no-bmap: all)`] : []),

@@ -46,7 +46,7 @@ describe("remote", () => {
     const { board, home } = await boardWithHome("L");
     const r = await flashAndProve({ board, home, image: "L-gpt", file: "zst", args: ["--accept-new-host-key"], env: { FLASH_LIVE_TEST_FAULT: FAULT }, verify: "repaired" });
     const out = r.stderr + r.stdout;
-    expect(out).toMatch(/sent as    (gz \(gzip -1 made on this side\)|lzo \(lzop -1 made on this side\)|xz \(xz -1 made on this side\)|raw \(decompressed on this side\)): (fastest by measurement|as fast as \S+ by measurement \(within 10 %\) with fewer bytes on the wire \([^)]*\)): ~\d+ s to write \(as-is \(the board's busybox cannot decode zstd\)/);
+    expect(out).toMatch(/sent as    (gz \(gzip -1 made on this side\)|lzo \(lzop -1 made on this side during the image check: [\d.]+ MiB ready\)|xz \(xz -1 made on this side\)|raw \(decompressed on this side\)): (fastest by measurement|as fast as \S+ by measurement \(within 10 %\) with fewer bytes on the wire \([^)]*\)): ~\d+ s to write \(as-is \(the board's busybox cannot decode zstd\)/);
     expect(out).toMatch(/packed     [\d.]+ MiB of the image's bytes travel; [\d.]+ MiB of zero blocks are written from the board's \/dev\/zero/);
     expect(out).toContain("checking the copy on the board: md5 of what arrived");
     // The bad 64 MiB range holds both sent data and zero blocks: both are rewritten.

@@ -1,0 +1,185 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, openSync, statfsSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { collector } from "../util/gc.ts";
+import { privateTempDir } from "../util/private-tmp.ts";
+import { ZERO_BLOCK } from "./scan.ts";
+
+/**
+ * The ramfs copy, made during the image pass. A remote ramfs flash sends a copy it makes here
+ * (lzop -1 of the image without its zero blocks, src/image/pack.ts); made after the pass, that is a
+ * second decode of the whole image, and on a 2-core machine that also runs the board's link (or on a
+ * laptop beside other work) the copy then goes at this side's CPU speed, not the link's: B.img.xz
+ * (1 GiB raw) went at 7-9 MiB/s into a board that takes 16.8 MB/s. So the pass itself feeds the
+ * encoder: each 1 MiB block that is not all zeros, in order, goes to `lzop -1`, whose output lands in
+ * a private file on this side (0700 dir, 0600 file, removed when the flash ends or the process exits;
+ * src/util/private-tmp.ts).
+ * If the measurement then picks lzo, the copy is that file, sent at the link's speed.
+ *
+ * The file holds exactly the "d" ranges of the pack layout when the layout keeps every zero run
+ * (fits(): true for images with up to MAX_PACK_RANGES ranges); otherwise it is not used. Its md5 is
+ * taken as it is written, and the bytes read back to send are hashed again: a file that changed on
+ * this disk is caught before anything on the board is overwritten.
+ *
+ * Bounded: the file may not outgrow `maxBytes` (the board's /dev/shm room once known, and this disk's
+ * free space less a margin); past it the spool gives up and the flash makes its copy as before.
+ */
+export interface SpoolFile {
+  path: string;
+  /** Encoded bytes in the file. */
+  bytes: number;
+  /** md5 of the file as written. */
+  md5: string;
+  /** Raw (image) bytes that went in: the non-zero blocks. */
+  rawBytes: number;
+  /** The transport it is: what the board decodes. */
+  transport: "lzo";
+}
+
+/** Free space this side keeps when spooling. */
+const DISK_MARGIN = 1 << 30;
+
+export class Spool {
+  private readonly dir: string;
+  private readonly path: string;
+  private readonly fd: number;
+  private readonly child: ChildProcess;
+  private readonly md5 = new Bun.CryptoHasher("md5");
+  private readonly exited: Promise<number | null>;
+  private readonly collect = collector(8 << 20, 250);
+  private block = Buffer.allocUnsafe(ZERO_BLOCK);
+  private blockStart = 0;
+  private fill = 0;
+  private written = 0;
+  private rawBytes = 0;
+  private maxBytes: number;
+  private failed: string | undefined;
+  private readonly removeDir: () => void;
+
+  /** Start one, or undefined (with why) when this side cannot (no room, the encoder does not run). */
+  static start(encoder: readonly string[], maxBytes: number, base = tmpdir()): Spool | string {
+    let free: number;
+    try {
+      const s = statfsSync(base);
+      free = s.bavail * s.bsize;
+    } catch (e) {
+      return `cannot read the free space of ${base}: ${(e as Error).message}`;
+    }
+    const room = Math.min(maxBytes, free - DISK_MARGIN);
+    if (room <= 0) return `${base} has too little free space`;
+    return new Spool(encoder, room, base);
+  }
+
+  private constructor(encoder: readonly string[], maxBytes: number, base: string) {
+    this.maxBytes = maxBytes;
+    const scratch = privateTempDir("copy", base);
+    this.dir = scratch.dir;
+    this.removeDir = scratch.remove;
+    this.path = join(this.dir, "image.lzo");
+    this.fd = openSync(this.path, "wx", 0o600);
+    const [file, ...args] = encoder;
+    this.child = spawn(file!, args, { stdio: ["pipe", "pipe", "ignore"] });
+    this.child.stdin!.on("error", () => {});
+    this.child.stdout!.on("data", (c: Buffer) => {
+      if (this.failed) return;
+      this.written += c.length;
+      if (this.written > this.maxBytes) return this.fail(`the copy outgrew ${this.maxBytes} bytes`);
+      this.md5.update(c);
+      try {
+        for (let off = 0; off < c.length; ) off += writeSync(this.fd, c, off);
+      } catch (e) {
+        this.fail(`writing ${this.path}: ${(e as Error).message}`);
+      }
+    });
+    this.exited = new Promise((resolve) => {
+      this.child.on("error", (e) => {
+        this.fail(`${file} could not run: ${e.message}`);
+        resolve(null);
+      });
+      this.child.on("close", (code) => resolve(code));
+    });
+  }
+
+  /** Why it gave up, if it did. */
+  get problem(): string | undefined {
+    return this.failed;
+  }
+
+  /** Lower the bound (the board's /dev/shm room, once known). */
+  cap(bytes: number): void {
+    this.maxBytes = Math.min(this.maxBytes, bytes);
+    if (this.written > this.maxBytes) this.fail(`the copy outgrew ${this.maxBytes} bytes`);
+  }
+
+  /**
+   * The image's raw bytes [pos, pos + chunk.length), fed in order. The chunk is copied before this
+   * returns (the image pass reuses its buffer); a promise means: wait for the encoder to drain.
+   */
+  feed(chunk: Uint8Array, pos: number): Promise<void> | undefined {
+    if (this.failed) return;
+    if (pos !== this.blockStart + this.fill) return void this.fail(`the image pass skipped from ${this.blockStart + this.fill} to ${pos}`);
+    let off = 0;
+    let wait: Promise<void> | undefined;
+    while (off < chunk.length) {
+      const take = Math.min(chunk.length - off, ZERO_BLOCK - this.fill);
+      this.block.set(chunk.subarray(off, off + take), this.fill);
+      this.fill += take;
+      off += take;
+      if (this.fill === ZERO_BLOCK) wait = this.flush() ?? wait;
+    }
+    return wait;
+  }
+
+  /** The image ended at `size` bytes: the last block, then the encoder's end. The file, or undefined (see problem). */
+  async end(size: number): Promise<SpoolFile | undefined> {
+    if (!this.failed && size !== this.blockStart + this.fill) this.fail(`the image pass ended at ${size}, the copy at ${this.blockStart + this.fill}`);
+    if (!this.failed && this.fill > 0) await this.flush();
+    this.child.stdin!.end();
+    const code = await this.exited;
+    if (!this.failed && code !== 0) this.fail(`the encoder exited with ${code}`);
+    closeSync(this.fd);
+    if (this.failed) return undefined;
+    return { path: this.path, bytes: this.written, md5: this.md5.digest("hex"), rawBytes: this.rawBytes, transport: "lzo" };
+  }
+
+  /** Remove the file (idempotent). */
+  remove(): void {
+    if (this.child.exitCode === null && !this.child.killed) this.child.kill();
+    this.removeDir();
+  }
+
+  private flush(): Promise<void> | undefined {
+    const len = this.fill;
+    const data = this.block.subarray(0, len);
+    this.blockStart += len;
+    this.fill = 0;
+    if (isZero(data)) return;
+    this.rawBytes += len;
+    this.collect(len);
+    // The encoder owns this buffer now; the next block gets a new one.
+    const ok = this.child.stdin!.write(data);
+    this.block = Buffer.allocUnsafe(ZERO_BLOCK);
+    if (ok) return;
+    return new Promise((resolve) => {
+      const done = () => {
+        this.child.stdin!.off("drain", done);
+        this.child.off("close", done);
+        resolve();
+      };
+      this.child.stdin!.once("drain", done);
+      this.child.once("close", done);
+    });
+  }
+
+  private fail(why: string): void {
+    if (this.failed) return;
+    this.failed = why;
+    if (this.child.exitCode === null) this.child.kill();
+  }
+}
+
+const ZERO = new Uint8Array(ZERO_BLOCK);
+function isZero(b: Uint8Array): boolean {
+  return Buffer.compare(b, ZERO.subarray(0, b.length)) === 0;
+}

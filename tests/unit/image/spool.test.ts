@@ -1,0 +1,126 @@
+/**
+ * The ramfs copy made during the image pass (src/image/spool.ts). Oracle: the busybox the board runs
+ * (`lzop -dc`, the same build flash-live carries for this machine) decodes the file to exactly the
+ * "d" ranges of the pack layout the flash sends with it, in order; the file's md5 is the one reported.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { estimateTransports, pickTransport, type Rates } from "../../../src/core/transport.ts";
+import { encoderFor } from "../../../src/image/filter.ts";
+import { packLayout } from "../../../src/image/pack.ts";
+import { scanImage } from "../../../src/image/scan.ts";
+import { openImage } from "../../../src/image/source.ts";
+import { Spool } from "../../../src/image/spool.ts";
+import { writeSparseImage } from "./_sparse.ts";
+
+const MiB = 1 << 20;
+const dir = mkdtempSync(join(tmpdir(), "flash-live-spool-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+// 9.5 MiB: data in blocks 0-3, a few bytes in block 5, the short last block; zero blocks 4, 6-8.
+const raw = join(dir, "i.img");
+const bytes = writeSparseImage(raw, 9.5 * MiB, [{ offset: 0, length: 3 * MiB + 100 }, { offset: 5 * MiB + 4096, length: 777 }, { offset: 9 * MiB, length: 1000 }], (i, j) => (j * 31 + i * 7 + (j >> 9)) & 255);
+spawnSync("xz", ["-k", "-1", raw]);
+// The same with its short last block all zeros.
+const rawZeroTail = join(dir, "z.img");
+const bytesZeroTail = writeSparseImage(rawZeroTail, 9.5 * MiB, [{ offset: MiB, length: 2 * MiB }], (_i, j) => (j * 13) & 255);
+
+async function spoolOf(file: string, maxBytes = Number.POSITIVE_INFINITY, base = dir) {
+  const enc = (await encoderFor("lzo"))!;
+  const spool = Spool.start(enc, maxBytes, base);
+  if (typeof spool === "string") throw new Error(spool);
+  const image = await openImage(file);
+  const scan = await scanImage(image, { rangeSize: MiB, tap: (c, pos) => spool.feed(c, pos) });
+  const made = await spool.end(scan.rawSize);
+  return { spool, scan, made, enc };
+}
+
+function decode(enc: string[], path: string): Buffer {
+  const r = spawnSync(enc[0]!, ["lzop", "-dc", path], { maxBuffer: 64 << 20 });
+  expect(r.status).toBe(0);
+  return r.stdout;
+}
+
+describe("Spool", () => {
+  for (const [name, file, image] of [
+    [".img (the pass reuses one buffer)", raw, bytes],
+    [".img.xz (chunks not on block boundaries)", `${raw}.xz`, bytes],
+    [".img whose short last block is zeros", rawZeroTail, bytesZeroTail],
+  ] as const) {
+    test(`${name}: the file decodes to the pack layout's data ranges; private; removed`, async () => {
+      const { spool, scan, made, enc } = await spoolOf(file);
+      expect(spool.problem).toBeUndefined();
+      expect(made).toBeDefined();
+      const layout = packLayout(scan.rawSize, scan.zeroRuns)!;
+      const data = Buffer.concat(layout.ranges.filter((r) => !r.zero).map((r) => image.subarray(r.offset, r.offset + r.length)));
+      expect(made!.rawBytes).toBe(layout.dataBytes);
+      expect(made!.bytes).toBe(statSync(made!.path).size);
+      expect(new Bun.CryptoHasher("md5").update(readFileSync(made!.path)).digest("hex")).toBe(made!.md5);
+      expect(Buffer.compare(decode(enc, made!.path), data)).toBe(0);
+      expect(statSync(made!.path).mode & 0o777).toBe(0o600);
+      expect(statSync(dirname(made!.path)).mode & 0o777).toBe(0o700);
+      spool.remove();
+      expect(existsSync(dirname(made!.path))).toBe(false);
+      spool.remove();
+    }, 60_000);
+  }
+
+  test("a copy that outgrows its bound is given up (the pass still completes) and leaves nothing", async () => {
+    const before = readdirSync(dir).length;
+    const { spool, scan, made } = await spoolOf(raw, 64 << 10);
+    expect(scan.rawSize).toBe(9.5 * MiB);
+    expect(made).toBeUndefined();
+    expect(spool.problem).toContain("outgrew");
+    spool.remove();
+    expect(readdirSync(dir).length).toBe(before);
+  }, 60_000);
+
+  test("lowered after the start (the board's /dev/shm room): given up too", async () => {
+    const enc = (await encoderFor("lzo"))!;
+    const spool = Spool.start(enc, Number.POSITIVE_INFINITY, dir) as Spool;
+    spool.cap(1000);
+    const image = await openImage(raw);
+    const scan = await scanImage(image, { tap: (c, pos) => spool.feed(c, pos) });
+    expect(await spool.end(scan.rawSize)).toBeUndefined();
+    expect(spool.problem).toContain("outgrew");
+    spool.remove();
+  }, 60_000);
+
+  test("an encoder that fails: no file, the reason kept", async () => {
+    const spool = Spool.start(["sh", "-c", "cat > /dev/null; exit 3"], Number.POSITIVE_INFINITY, dir) as Spool;
+    const image = await openImage(raw);
+    const scan = await scanImage(image, { tap: (c, pos) => spool.feed(c, pos) });
+    expect(await spool.end(scan.rawSize)).toBeUndefined();
+    expect(spool.problem).toContain("exited with 3");
+    spool.remove();
+  }, 60_000);
+
+  test("no room on this side's disk: not started", () => {
+    expect(Spool.start(["true"], Number.POSITIVE_INFINITY, "/no/such/dir")).toContain("free space");
+  });
+});
+
+describe("estimateTransports with a copy made during the pass", () => {
+  const rates: Rates = {
+    link: 16e6,
+    boardWrite: { "as-is": 25e6, gzip: 60e6, lzo: 170e6, raw: 200e6 },
+    boardCheck: { "as-is": 20e6, gzip: 70e6, lzo: 70e6, raw: 70e6 },
+    hostDecode: 120e6,
+    // This side is slow at lzop (a busy laptop): without the copy, gzip wins.
+    hostEncode: { gzip: 40e6, lzo: 10e6 },
+    ratio: { gzip: 0.5, lzo: 0.6 },
+    cpus: 1,
+  };
+  const input = { mode: "ramfs" as const, format: "xz" as const, fileSize: 150e6, rawSize: 1024e6, packedBytes: 300e6, shmRoom: 800e6 };
+  test("lzo costs this side nothing more and its size is exact: picked; without it, not", () => {
+    expect(pickTransport(estimateTransports(input, rates), rates).transport).not.toBe("lzo");
+    const est = estimateTransports({ ...input, spooled: { transport: "lzo", bytes: 190e6 } }, rates);
+    const lzo = est.find((e) => e.transport === "lzo")!;
+    expect(lzo.wireBytes).toBe(190e6);
+    expect(lzo.seconds).toBeCloseTo(190e6 / 16e6 + 1024e6 / 70e6 + 300e6 / 170e6, 5);
+    expect(pickTransport(est, rates).transport).toBe("lzo");
+  });
+});
