@@ -136,16 +136,17 @@ export class Spool {
     if (!this.failed && size !== this.blockStart + this.fill) this.fail(`the image pass ended at ${size}, the copy at ${this.blockStart + this.fill}`);
     if (!this.failed && this.fill > 0) await this.flush();
     this.child.stdin!.end();
-    const code = await this.exited;
+    // Once given up, its end is not waited for (a killed encoder's children may hold its output open).
+    const code = this.failed ? undefined : await this.exited;
     if (!this.failed && code !== 0) this.fail(`the encoder exited with ${code}`);
     closeSync(this.fd);
     if (this.failed) return undefined;
     return { path: this.path, bytes: this.written, md5: this.md5.digest("hex"), rawBytes: this.rawBytes, transport: "lzo" };
   }
 
-  /** Remove the file (idempotent). */
+  /** Remove the file (idempotent); a pass still feeding it goes on without it. */
   remove(): void {
-    if (this.child.exitCode === null && !this.child.killed) this.child.kill();
+    this.fail("removed");
     this.removeDir();
   }
 
@@ -160,22 +161,27 @@ export class Spool {
     // The encoder owns this buffer now; the next block gets a new one.
     const ok = this.child.stdin!.write(data);
     this.block = Buffer.allocUnsafe(ZERO_BLOCK);
-    if (ok) return;
+    if (ok || this.ended()) return;
     return new Promise((resolve) => {
       const done = () => {
         this.child.stdin!.off("drain", done);
-        this.child.off("close", done);
+        this.child.off("exit", done);
         resolve();
       };
       this.child.stdin!.once("drain", done);
-      this.child.once("close", done);
+      this.child.once("exit", done);
     });
   }
 
   private fail(why: string): void {
     if (this.failed) return;
     this.failed = why;
-    if (this.child.exitCode === null) this.child.kill();
+    if (!this.ended()) this.child.kill();
+  }
+
+  /** The encoder has exited: nothing will drain its input. */
+  private ended(): boolean {
+    return this.child.exitCode !== null || this.child.signalCode !== null;
   }
 }
 

@@ -98,6 +98,20 @@ describe("Spool", () => {
     spool.remove();
   }, 60_000);
 
+  test("removed while the pass waits on a stuck encoder (a refusal ends the preflight): the pass goes on without it", async () => {
+    const spool = Spool.start(["sh", "-c", "sleep 60"], Number.POSITIVE_INFINITY, dir) as Spool;
+    const image = await openImage(raw);
+    const t0 = performance.now();
+    const pass = scanImage(image, { tap: (c, pos) => spool.feed(c, pos) });
+    await Bun.sleep(300);
+    spool.remove();
+    const scan = await pass;
+    expect(scan.rawSize).toBe(9.5 * MiB);
+    expect(performance.now() - t0).toBeLessThan(10_000);
+    expect(await spool.end(scan.rawSize)).toBeUndefined();
+    expect(spool.problem).toBe("removed");
+  }, 60_000);
+
   test("no room on this side's disk: not started", () => {
     expect(Spool.start(["true"], Number.POSITIVE_INFINITY, "/no/such/dir")).toContain("free space");
   });
