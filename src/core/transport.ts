@@ -1,3 +1,4 @@
+import { consola } from "consola";
 import { randomBytes } from "node:crypto";
 import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -212,6 +213,8 @@ export async function measureRates(target: Target, probe: LinkProbe, cpus: numbe
   // ratio taken on the sample's non-zero slices; the file as it is decodes all of it.
   const full = sample.bytes;
   const raw = nonZeroSlices(full);
+  const start = performance.now();
+  const trace = (what: string) => consola.debug(`measurement +${((performance.now() - start) / 1000).toFixed(1)} s: ${what}`);
   const t0 = performance.now();
   const gz = zlib.gzipSync(raw, { level: 1 });
   const gzipSeconds = (performance.now() - t0) / 1000;
@@ -233,11 +236,13 @@ export async function measureRates(target: Target, probe: LinkProbe, cpus: numbe
   const asIs = format === "xz" ? await runEncoder(["xz", "-1", "-T1", "-c"], full) : format === "gzip" ? zlib.gzipSync(full, { level: 6 }) : format === "raw" ? full : undefined;
   const samples: [string, Uint8Array][] = [["raw", raw], ["gzip", gz], ...(Object.entries(encoded) as [string, Uint8Array][])];
   if (asIs && format !== "raw") samples.push(["as-is", asIs]);
+  trace(`samples encoded here (${samples.map(([n, b]) => `${n} ${b.length}`).join(", ")})`);
   const received = await measureLink(target, `${probe.dir}/busybox`, randomBytes(2 << 20), {
     files: samples.map(([name, bytes]) => ({ name: `s.${name}`, bytes })),
     dir: probe.dir,
   });
   rates.link = received.rate;
+  trace(`link ${(received.rate / 1048576).toFixed(1)} MiB/s`);
   const dec: Partial<Record<TransportName, string>> = { raw: "cat s.raw", gzip: "./busybox zcat < s.gzip" };
   if (encoded.xz) dec.xz = "./busybox xzcat < s.xz";
   if (encoded.lzo) dec.lzo = "./busybox lzop -dc < s.lzo";
@@ -252,6 +257,7 @@ export async function measureRates(target: Target, probe: LinkProbe, cpus: numbe
     if (mode === "ramfs") lines.push(`t c-${name}`, check, `t c-${name}-end`);
   }
   const r = await target.exec(["sh", "-c", lines.join("\n"), "sh", probe.dir], { check: false });
+  trace("the board's decoders timed");
   const at = new Map(r.stdout.split("\n").filter(Boolean).map((l) => l.split(" ") as [string, string]).map(([k, v]) => [k, Number(v)]));
   for (const name of Object.keys(dec) as TransportName[]) {
     for (const [kind, into] of [["w", rates.boardWrite], ["c", rates.boardCheck]] as const) {
