@@ -219,6 +219,11 @@ export async function scanImage(
     }
   }
   opts.onProgress?.(pos);
+  // The size the file's own index gives (xz) must be what decoded: a decoder that stopped early
+  // without saying so is caught here too.
+  if (info.rawSizeHint !== undefined && pos !== info.rawSizeHint) {
+    throw new UserError(`${info.path} is damaged: it decoded to ${pos} bytes, its index says ${info.rawSizeHint}.`, "Download the image again (and check its published checksum).");
+  }
   zeros.end(pos);
   let ranges: VerifyRange[];
   if (pieces && partial) {

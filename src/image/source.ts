@@ -117,9 +117,15 @@ function rawStreamInner(info: ImageInfo): Readable {
         child.stdin!.on("error", () => {});
         let stderr = "";
         child.stderr!.on("data", (d) => (stderr += d));
-        const out = child.stdout!;
-        child.on("close", (code) => {
-          if (code !== 0) fail(out, stderr.trim() || `${ext[0]} exited with ${code}`);
+        // The stream ends only once the decoder exited 0. Its output ends before its exit status is
+        // known, and xz reports a damaged block (a CRC64 mismatch, bad LZMA data) by its status after
+        // the output it could make: ended there, a damaged image read as a shorter, intact one.
+        const out = new PassThrough({ highWaterMark: 1 << 20 });
+        child.stdout!.on("error", (e) => out.destroy(e));
+        child.stdout!.pipe(out, { end: false });
+        child.on("close", (code, signal) => {
+          if (code === 0) out.end();
+          else fail(out, stderr.trim() || `${ext[0]} ${code === null ? `was killed (${signal})` : `exited with ${code}`}`);
         });
         // When the consumer stops early (prefix reads), stop the decompressor too.
         out.on("close", () => {

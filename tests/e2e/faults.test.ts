@@ -5,7 +5,7 @@
  * Run as a user runs it (the CLI in a child process, a HOME with ~/.ssh/config and known_hosts).
  */
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync, rmSync, writeFileSync, mkdtempSync, openSync, closeSync, ftruncateSync, copyFileSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync, writeSync, writeFileSync, mkdtempSync, openSync, closeSync, ftruncateSync, copyFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { type Board, MiB, startBoard } from "../harness/board.ts";
@@ -118,6 +118,25 @@ describe("flash refuses before any write", () => {
     const r = await home.run(["flash", "board", cut, "--yes"]);
     expect(r.code).toBe(1);
     expect(out(r)).toContain(`${cut} is damaged`);
+    expect(out(r)).not.toContain("sending");
+    await expectUntouched(board, before);
+  });
+
+  test("one byte flipped inside a .xz (complete file, intact index; xz's CRC64 catches it, busybox's xzcat would not): refused, board still runs L", async () => {
+    const { board, home } = await boardWithHome();
+    const l2 = await ensureImage("L2");
+    const bad = join(scratch, "flipped.img.xz");
+    copyFileSync(l2.xz, bad);
+    const fd = openSync(bad, "r+");
+    // 20 MB in: compressed data of the root filesystem. busybox 1.37's xzcat decodes this file to
+    // wrong bytes and exits 0 (measured); only a checking decoder on this side finds it.
+    writeSync(fd, Buffer.from([0xff]), 0, 1, 20_000_000);
+    closeSync(fd);
+    const before = await boardState(board);
+
+    const r = await home.run(["flash", "board", bad, "--yes"]);
+    expect(r.code).toBe(1);
+    expect(out(r)).toContain(`${bad} is damaged`);
     expect(out(r)).not.toContain("sending");
     await expectUntouched(board, before);
   });
