@@ -56,8 +56,9 @@ export class Spool {
   private maxBytes: number;
   private failed: string | undefined;
   private readonly removeDir: () => void;
+  private fdOpen = true;
 
-  /** Start one, or undefined (with why) when this side cannot (no room, the encoder does not run). */
+  /** Start one, or say why not (no room on this side's disk). */
   static start(encoder: readonly string[], maxBytes: number, base = tmpdir()): Spool | string {
     let free: number;
     try {
@@ -139,7 +140,7 @@ export class Spool {
     // Once given up, its end is not waited for (a killed encoder's children may hold its output open).
     const code = this.failed ? undefined : await this.exited;
     if (!this.failed && code !== 0) this.fail(`the encoder exited with ${code}`);
-    closeSync(this.fd);
+    this.closeFile();
     if (this.failed) return undefined;
     return { path: this.path, bytes: this.written, md5: this.md5.digest("hex"), rawBytes: this.rawBytes, transport: "lzo" };
   }
@@ -147,6 +148,7 @@ export class Spool {
   /** Remove the file (idempotent); a pass still feeding it goes on without it. */
   remove(): void {
     this.fail("removed");
+    this.closeFile();
     this.removeDir();
   }
 
@@ -177,6 +179,11 @@ export class Spool {
     if (this.failed) return;
     this.failed = why;
     if (!this.ended()) this.child.kill();
+  }
+
+  private closeFile(): void {
+    if (this.fdOpen) closeSync(this.fd);
+    this.fdOpen = false;
   }
 
   /** The encoder has exited: nothing will drain its input. */
