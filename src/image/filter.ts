@@ -65,15 +65,6 @@ export async function encoderFor(transport: "xz" | "lzo"): Promise<string[] | un
   return [await hostBusybox(), "lzop", "-1", "-c"];
 }
 
-/**
- * The decoder of the busybox flash-live carries for this machine (xzcat, zcat, bzcat). Not for
- * checking an image: busybox 1.37's xzcat decodes a CRC64 .xz with a flipped byte to wrong bytes and
- * exits 0 (tests/unit/image/scan.test.ts); the image pass uses xz (or a checking decoder).
- */
-export async function busyboxDecoder(format: "xz" | "gzip" | "bzip2"): Promise<string[]> {
-  return [await hostBusybox(), { xz: "xzcat", gzip: "zcat", bzip2: "bzcat" }[format]];
-}
-
 let hostBusyboxPath: Promise<string> | undefined;
 
 function hostBusybox(): Promise<string> {

@@ -18,7 +18,7 @@ import { ZERO_BLOCK } from "./scan.ts";
  * If the measurement then picks lzo, the copy is that file, sent at the link's speed.
  *
  * The file holds exactly the "d" ranges of the pack layout when the layout keeps every zero run
- * (fits(): true for images with up to MAX_PACK_RANGES ranges); otherwise it is not used. Its md5 is
+ * (packLayout does up to MAX_PACK_RANGES ranges; the flash compares the counts); otherwise it is not used. Its md5 is
  * taken as it is written, and the bytes read back to send are hashed again: a file that changed on
  * this disk is caught before anything on the board is overwritten.
  *
@@ -41,7 +41,6 @@ export interface SpoolFile {
 const DISK_MARGIN = 1 << 30;
 
 export class Spool {
-  private readonly dir: string;
   private readonly path: string;
   private readonly fd: number;
   private readonly child: ChildProcess;
@@ -75,9 +74,8 @@ export class Spool {
   private constructor(encoder: readonly string[], maxBytes: number, base: string) {
     this.maxBytes = maxBytes;
     const scratch = privateTempDir("copy", base);
-    this.dir = scratch.dir;
     this.removeDir = scratch.remove;
-    this.path = join(this.dir, "image.lzo");
+    this.path = join(scratch.dir, "image.lzo");
     this.fd = openSync(this.path, "wx", 0o600);
     const [file, ...args] = encoder;
     this.child = spawn(file!, args, { stdio: ["pipe", "pipe", "ignore"] });

@@ -94,11 +94,9 @@ describe("the sample kept for the transport measurement", () => {
 describe("a .xz with one byte flipped in its compressed data", () => {
   // xz says so by its exit status, after the output it could make: the pass waits for it (before,
   // it ended with the output and took the damaged image for a shorter, intact one: checked).
-  // busybox's xzcat, the board's decoder, may decode such a file to wrong bytes with status 0
-  // (busybox 1.37 on L2.img.xz with a byte flipped at 20 MB: exit 0, wrong md5): it is never the check.
+  // (busybox's xzcat, the board's decoder, is never the check: tests/e2e/faults.test.ts.)
   test("the image pass refuses it", async () => {
-    const { busyboxDecoder } = await import("../../../src/image/filter.ts");
-    // Data that does not compress away: the flipped byte lands inside LZMA data, not in a run.
+    // Periodic data, compressed to ~21 KB: the flipped byte lands inside LZMA data.
     const src = join(dir, "flip.img");
     writeSparseImage(src, 4 * MiB, [{ offset: 0, length: 4 * MiB }], (_i, j) => ((j * 2654435761) >>> 13) & 255);
     spawnSync("xz", ["-k", "-1", "-f", src]);
@@ -107,9 +105,5 @@ describe("a .xz with one byte flipped in its compressed data", () => {
     const bad = join(dir, "flip.img.xz");
     await Bun.write(bad, bytes);
     await expect(scanImage(await openImage(bad))).rejects.toThrow(/damaged/);
-    const [bb, applet] = await busyboxDecoder("xz");
-    const r = spawnSync(bb!, [applet!, bad], { maxBuffer: 64 << 20 });
-    console.log(`busybox xzcat on the flipped .xz: exit ${r.status}, ${r.stdout.length} bytes out`);
-    if (r.status === 0) expect(Buffer.compare(r.stdout, await Bun.file(src).bytes())).not.toBe(0);
   });
 });
