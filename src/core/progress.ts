@@ -9,7 +9,8 @@ export interface Progress {
   finish(message?: string): void;
 }
 
-export function createProgress(label: string, total: number | undefined, out: NodeJS.WriteStream = process.stderr): Progress {
+/** `extra`: text appended to each line (what else goes on meanwhile). */
+export function createProgress(label: string, total: number | undefined, out: NodeJS.WriteStream = process.stderr, extra?: () => string): Progress {
   const tty = Boolean(out.isTTY) && process.env.CI !== "true";
   const start = performance.now();
   let last = 0;
@@ -23,7 +24,7 @@ export function createProgress(label: string, total: number | undefined, out: No
     const speed = now > t0 ? ((done - d0) / (now - t0)) * 1000 : 0;
     const pct = total ? ` ${((done / total) * 100).toFixed(0).padStart(3)}%` : "";
     const eta = total && speed > 0 ? `  ETA ${fmtDuration((total - done) / speed)}` : "";
-    return `${label}${pct}  ${formatBytes(done)}${total ? ` / ${formatBytes(total)}` : ""}  ${formatBytes(speed)}/s${eta}`;
+    return `${label}${pct}  ${formatBytes(done)}${total ? ` / ${formatBytes(total)}` : ""}  ${formatBytes(speed)}/s${eta}${extra?.() ?? ""}`;
   };
   return {
     update(done) {

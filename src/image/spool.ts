@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, openSync, statfsSync, writeSync } from "node:fs";
+import { closeSync, openSync, readSync, statfsSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { collector } from "../util/gc.ts";
@@ -51,6 +51,12 @@ export class Spool {
   private blockStart = 0;
   private fill = 0;
   private written = 0;
+  /** Bytes in the file (written counts them as they leave the encoder, before the write). */
+  private onDisk = 0;
+  /** The encoder exited 0 and every byte is in the file. */
+  private complete = false;
+  /** Followers waiting for more bytes, the end or a failure. */
+  private waiters: (() => void)[] = [];
   private rawBytes = 0;
   private maxBytes: number;
   private failed: string | undefined;
@@ -88,8 +94,10 @@ export class Spool {
       try {
         for (let off = 0; off < c.length; ) off += writeSync(this.fd, c, off);
       } catch (e) {
-        this.fail(`writing ${this.path}: ${(e as Error).message}`);
+        return this.fail(`writing ${this.path}: ${(e as Error).message}`);
       }
+      this.onDisk += c.length;
+      this.wake();
     });
     this.exited = new Promise((resolve) => {
       this.child.on("error", (e) => {
@@ -140,6 +148,8 @@ export class Spool {
     if (!this.failed && code !== 0) this.fail(`the encoder exited with ${code}`);
     this.closeFile();
     if (this.failed) return undefined;
+    this.complete = true;
+    this.wake();
     return { path: this.path, bytes: this.written, md5: this.md5.digest("hex"), rawBytes: this.rawBytes, transport: "lzo" };
   }
 
@@ -148,6 +158,43 @@ export class Spool {
     this.fail("removed");
     this.closeFile();
     this.removeDir();
+  }
+
+  /**
+   * The file's bytes as they are made, from the start: what sends the copy while the pass still
+   * runs. Ends after the last byte once end() succeeded; throws when the spool gives up (or is
+   * removed) or the signal aborts. Reads 4 MiB at a time from the file: memory stays constant.
+   */
+  async *follow(signal?: AbortSignal): AsyncGenerator<Buffer> {
+    const fd = openSync(this.path, "r");
+    const wakeOnAbort = () => this.wake();
+    signal?.addEventListener("abort", wakeOnAbort);
+    try {
+      for (let pos = 0; ; ) {
+        if (signal?.aborted) throw new Error("the copy's send was stopped");
+        if (this.failed) throw new Error(`the copy made during the image check stopped: ${this.failed}`);
+        const ready = this.onDisk - pos;
+        if (ready > 0) {
+          const buf = Buffer.allocUnsafe(Math.min(ready, FOLLOW_CHUNK));
+          for (let off = 0; off < buf.length; ) {
+            const n = readSync(fd, buf, off, buf.length - off, pos + off);
+            if (n === 0) throw new Error(`${this.path} is shorter than what was written to it`);
+            off += n;
+          }
+          pos += buf.length;
+          this.collect(buf.length);
+          yield buf;
+        } else if (this.complete) return;
+        else await new Promise<void>((resolve) => this.waiters.push(resolve));
+      }
+    } finally {
+      signal?.removeEventListener("abort", wakeOnAbort);
+      closeSync(fd);
+    }
+  }
+
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
   }
 
   private flush(): Promise<void> | undefined {
@@ -177,6 +224,7 @@ export class Spool {
     if (this.failed) return;
     this.failed = why;
     if (!this.ended()) this.child.kill();
+    this.wake();
   }
 
   private closeFile(): void {
@@ -190,6 +238,7 @@ export class Spool {
   }
 }
 
+const FOLLOW_CHUNK = 4 << 20;
 const ZERO = new Uint8Array(ZERO_BLOCK);
 function isZero(b: Uint8Array): boolean {
   return Buffer.compare(b, ZERO.subarray(0, b.length)) === 0;

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { hostname } from "node:os";
-import { PassThrough, type Readable, Transform } from "node:stream";
+import { PassThrough, Readable, Transform } from "node:stream";
 import zlib from "node:zlib";
 import { consola } from "consola";
 import flashScript from "../helpers/flash.sh" with { type: "text" };
@@ -99,12 +99,32 @@ export type PreflightOptions = Pick<FlashOptions, "target" | "local" | "mode" | 
    * measurement picks lzo (src/image/spool.ts). flash sets it; check does not (it copies nothing).
    */
   spool?: boolean;
+  /**
+   * Send that copy to the board while the pass still makes it (flash with --yes: confirmed ahead, so
+   * the copy's transfer overlaps the image check instead of following it). Given the copy's bytes
+   * as they are made; see CopySend. Only once the board alone cannot refuse the flash.
+   */
+  sendCopy?: (bytes: AsyncIterable<Buffer>) => CopySend;
 };
+
+/** The copy on its way to the board during the image pass (runFlash makes it). */
+export interface CopySend {
+  /** Settles when every byte arrived (md5 and count of what was sent), or the send failed. */
+  readonly done: Promise<{ md5: string; bytes: number }>;
+  /** Bytes sent so far. */
+  sent(): number;
+  /** Told each time more was sent. */
+  onProgress?: (bytes: number) => void;
+}
 
 /** The ramfs copy made during the image pass; whoever gets it removes it. */
 export interface ReadyCopy {
   file: SpoolFile;
   remove: () => void;
+  /** It is already on its way (CopySend): the stage waits for it instead of sending the file. */
+  sending?: CopySend;
+  /** Stop that send and wait until it stopped (the board's partial file is removed by put). */
+  stopSending?: () => Promise<void>;
 }
 
 export interface Preflight {
@@ -164,6 +184,13 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
   let handedOver = false;
   let boardBusy: Promise<unknown> | undefined;
   let probing: Promise<LinkProbe> | undefined;
+  // The copy's send during the pass (o.sendCopy), and how to stop it.
+  let sending: CopySend | undefined;
+  const sendStop = new AbortController();
+  const stopSending = async () => {
+    sendStop.abort();
+    await sending?.done.catch(() => {});
+  };
   const scanOpts = (image: ImageInfo) => ({
     sample: measure ? { bytes: 8 << 20, sizeHint: image.rawSizeHint } : undefined,
     onProgress: (n: number) => onScan?.(n, image.rawSizeHint),
@@ -199,7 +226,8 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
           boardBusy = o.onFacts?.(f)?.then(() => trace("work dir staged"), () => {});
           // The measurement's directory and busybox too, after the work dir (one thing at a time
           // on the board); it is used once the image is read.
-          if (measure) {
+          // Not when the copy may go during the pass (it would hold the board up): made later if needed.
+          if (measure && !(spoolWanted && o.sendCopy)) {
             probing = Promise.resolve(boardBusy).then(() => startProbe(o.target, f.arch));
             probing.then(() => trace("probe dir"), () => {});
           }
@@ -236,6 +264,12 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
       // (Size unknown yet: 0, which no size check refuses.)
       const quick = plan({ rawSize: image.rawSizeHint ?? 0 });
       if (quick.refusals.length) return { facts, image, flashId, plan: (ctx.plan = quick) };
+      // Nothing the board alone rules out: the copy may go while the pass still makes it.
+      if (spool && o.sendCopy && !spool.problem) {
+        sending = o.sendCopy(spool.follow(sendStop.signal));
+        sending.done.then((d) => trace(`copy sent during the pass: ${d.bytes} bytes`), () => {});
+        trace("sending the copy during the pass");
+      }
       // The measurement comes after the scan, not beside it: the scan keeps this side's CPUs busy
       // (xz -T0, hashing on this thread, which also encrypts the SSH stream), and a link measured then
       // came out at 1.7 MiB/s on a board that took 13 (so the wrong transport was picked).
@@ -259,12 +293,24 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
         let spooled = spool ? await spool.end(scan.rawSize) : undefined;
         if (spool) trace(spooled ? `copy made during the pass: ${spooled.bytes} bytes` : `no copy during the pass: ${spool.problem}`);
         const zeroBytes = scan.zeroRuns.reduce((n, r) => n + r.length, 0);
-        if (spooled && !(layout && !bmap && layout.zeroBytes === zeroBytes && layout.dataBytes === spooled.rawBytes)) spooled = undefined;
+        const layoutMatches = Boolean(spooled && layout && !bmap && layout.zeroBytes === zeroBytes && layout.dataBytes === spooled.rawBytes);
+        if (!layoutMatches) spooled = undefined;
         let planned = plan(scan);
         let transport: Preflight["transport"];
-        if (measure && scan.sample && planned.refusals.length === 0) {
+        // The copy already on its way is the transport: lzop -1 is the board's fastest decoder and the
+        // copy's bytes are already made, so nothing is measured (see SENT_DURING_PASS).
+        const sentPlan = sending && spooled && layoutMatches && packedBytes && planned.refusals.length === 0
+          ? plan(scan, { transport: "lzo", reason: SENT_DURING_PASS, encodedRatio: spooled.bytes / packedBytes })
+          : undefined;
+        if (sentPlan && sentPlan.mode === "ramfs" && sentPlan.refusals.length === 0) planned = sentPlan;
+        else if (sending) {
+          await stopSending();
+          trace("the copy sent during the pass is not used");
+          sending = undefined;
+        }
+        if (measure && !sending && scan.sample && planned.refusals.length === 0) {
           try {
-            if (!probing) throw new Error("no probe directory");
+            probing ??= startProbe(o.target, facts.arch);
             const probe = await probing;
             const sample = { bytes: scan.sample, fileRatio: image.fileSize / scan.rawSize, hostDecodeRate: scan.rawSize / Math.max(scan.seconds, 0.001) };
             const rates = await measureRates(o.target, probe, facts.cpus, image.format, sample, planned.mode);
@@ -298,7 +344,7 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
         let copy: ReadyCopy | undefined;
         if (use && spool) {
           const s = spool;
-          copy = { file: spooled!, remove: () => s.remove() };
+          copy = { file: spooled!, remove: () => s.remove(), sending, stopSending: sending && stopSending };
           handedOver = true;
         }
         return { facts, image, scan, boot, flashId, bmap, transport, pack, copy, plan: (ctx.plan = planned) };
@@ -309,9 +355,15 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
   } finally {
     stopEarly.abort();
     await dropProbing();
-    if (!handedOver) spool?.remove();
+    if (!handedOver) {
+      spool?.remove();
+      await stopSending();
+    }
   }
 }
+
+/** The plan's reason when the copy went during the image pass. */
+const SENT_DURING_PASS = "not measured: it went to the board while the image was checked (lzop -1 is the fastest decoder a board's busybox has)";
 
 export async function runFlash(o: FlashOptions): Promise<FlashResult> {
   const log = o.log ?? consola;
@@ -335,14 +387,42 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
   let prestaged: Promise<RemoteProcess> | undefined;
   const onFacts = (f: TargetFacts) => (prestaged = startBusyboxDir(t, work, f.arch, { root: true }));
   let readyCopy: ReadyCopy | undefined;
+  // Confirmed ahead (--yes): the ramfs copy goes into the work dir while the image is checked.
+  const sendCopy = o.yes
+    ? (bytes: AsyncIterable<Buffer>): CopySend => {
+        const hasher = new Bun.CryptoHasher("md5");
+        let sent = 0;
+        const send: CopySend = {
+          sent: () => sent,
+          done: (async () => {
+            await prestaged;
+            async function* counted() {
+              for await (const b of bytes) {
+                if (sent === 0) consola.debug("copy: its first bytes are on their way to the board");
+                hasher.update(b);
+                sent += b.length;
+                send.onProgress?.(sent);
+                yield b;
+              }
+            }
+            await t.put(`${work}/image`, Readable.from(counted(), { objectMode: false }), { mode: "0600", root: true });
+            return { md5: hasher.digest("hex"), bytes: sent };
+          })(),
+        };
+        return send;
+      }
+    : undefined;
   const abandon = async <T>(e: T): Promise<never> => {
     readyCopy?.remove();
+    await readyCopy?.stopSending?.();
     const g = await prestaged?.catch(() => undefined);
     if (g) await dropDir(g).catch(() => {});
     throw e;
   };
-  const progress = createProgress("checking image", undefined);
-  const { facts, image, scan, plan, boot, bmap, pack, copy } = await preflight({ ...o, onFacts, spool: true }, ctx, phase, (n) => progress.update(n)).catch(abandon);
+  let sendingNow: CopySend | undefined;
+  const progress = createProgress("checking image", undefined, undefined, () => (sendingNow?.sent() ? `  (sending the copy: ${formatBytes(sendingNow.sent())})` : ""));
+  const sendAndShow = sendCopy && ((bytes: AsyncIterable<Buffer>) => (sendingNow = sendCopy(bytes)));
+  const { facts, image, scan, plan, boot, bmap, pack, copy } = await preflight({ ...o, onFacts, spool: true, sendCopy: sendAndShow }, ctx, phase, (n) => progress.update(n)).catch(abandon);
   // The copy made during the image pass lives until it is sent, or until the flash stops before.
   readyCopy = copy;
   const custom = boot?.customization;
@@ -421,6 +501,30 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
         // The copy made during the image pass (copy) was made from the pass's own bytes; what is
         // read back from its file must be what was written to it.
         const here = madeHere(plan, o.local);
+        if (copy?.sending) {
+          // On its way since the image check: the rest of it, then the same checks as below.
+          const progress = createProgress("sending", copy.file.bytes);
+          const already = copy.sending.sent();
+          copy.sending.onProgress = (n) => progress.update(n);
+          const t0 = performance.now();
+          const done = await copy.sending.done;
+          const secs = (performance.now() - t0) / 1000;
+          progress.finish(
+            already >= done.bytes
+              ? `sent ${formatBytes(done.bytes)} during the image check`
+              : `sent ${formatBytes(done.bytes)}: ${formatBytes(already)} during the image check, the rest in ${fmtDuration(secs)}`,
+          );
+          bytesSent += done.bytes;
+          copy.remove();
+          if (done.md5 !== copy.file.md5) {
+            throw new UserError(
+              `The copy made on this machine changed on its disk before it was sent (md5 ${done.md5}, written as ${copy.file.md5}).`,
+              "Nothing was overwritten. Try again; if it repeats, check this machine's disk and memory.",
+            );
+          }
+          await checkCopyOnBoard(done.md5);
+          return { source: dest };
+        }
         const rawMd5 = !copy && here && (reencoded(plan) || pack) ? new Bun.CryptoHasher("md5") : undefined;
         const src = copy
           ? collectEvery(createReadStream(copy.file.path, { highWaterMark: 4 << 20 }))
@@ -468,30 +572,35 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
             );
           }
         }
-        log.info(here ? "checking the copy on the board: md5 of what arrived" : "checking the copy on the board: sha256, and one full decompression to the image's md5");
-        const check = here
-          ? await t.exec([`${work}/busybox`, "sh", `${work}/flash.sh`, "check-copy", work, dest], { root: true, check: false })
-          : await t.exec([`${work}/busybox`, "sh", `${work}/flash.sh`, "check-source", work, plan.codec, dest], { root: true, check: false });
-        const got = parseAt(check.stdout);
-        if (check.code !== 0 || got.error) {
-          throw new UserError(`The copy on the board failed its check: ${got.error ?? check.stderr.trim()}`, "Nothing was overwritten. Check the image and the board's memory, then try again.");
-        }
-        const gotDigest = here ? got.source_md5 : got.source_sha256;
-        if (gotDigest !== sentDigest) {
-          throw new UserError(
-            `The copy on the board differs from what was sent (${here ? "md5" : "sha256"} ${gotDigest} vs ${sentDigest}).`,
-            "Nothing was overwritten. Try again; if it repeats, suspect the board's RAM.",
-          );
-        }
-        if (!here && got.raw_md5 !== scan.md5) {
-          throw new UserError(`The copy on the board does not decompress to the image (md5 ${got.raw_md5}, expected ${scan.md5}).`, "Nothing was overwritten. Try again.");
-        }
+        await checkCopyOnBoard(sentDigest);
         return { source: dest };
+
+        async function checkCopyOnBoard(sentDigest: string) {
+          log.info(here ? "checking the copy on the board: md5 of what arrived" : "checking the copy on the board: sha256, and one full decompression to the image's md5");
+          const check = here
+            ? await t.exec([`${work}/busybox`, "sh", `${work}/flash.sh`, "check-copy", work, dest], { root: true, check: false })
+            : await t.exec([`${work}/busybox`, "sh", `${work}/flash.sh`, "check-source", work, plan.codec, dest], { root: true, check: false });
+          const got = parseAt(check.stdout);
+          if (check.code !== 0 || got.error) {
+            throw new UserError(`The copy on the board failed its check: ${got.error ?? check.stderr.trim()}`, "Nothing was overwritten. Check the image and the board's memory, then try again.");
+          }
+          const gotDigest = here ? got.source_md5 : got.source_sha256;
+          if (gotDigest !== sentDigest) {
+            throw new UserError(
+              `The copy on the board differs from what was sent (${here ? "md5" : "sha256"} ${gotDigest} vs ${sentDigest}).`,
+              "Nothing was overwritten. Try again; if it repeats, suspect the board's RAM.",
+            );
+          }
+          if (!here && got.raw_md5 !== scan!.md5) {
+            throw new UserError(`The copy on the board does not decompress to the image (md5 ${got.raw_md5}, expected ${scan!.md5}).`, "Nothing was overwritten. Try again.");
+          }
+        }
       }
       return { source: o.local ? o.imagePath : "-" };
     });
   } catch (e) {
     readyCopy?.remove();
+    await readyCopy?.stopSending?.();
     await cleanup();
     guard?.stdin.end();
     throw e;
@@ -943,7 +1052,7 @@ function describePlan(o: FlashOptions, facts: TargetFacts, plan: Plan, image: Im
     `disk       ${plan.diskPath}  ${formatBytes(plan.disk.sizeBytes)}${plan.disk.model ? `  ${plan.disk.model}` : ""}  (root on /dev/${plan.rootDevice?.name ?? "?"})`,
     `image      ${image.path}  ${image.format}, ${formatBytes(image.fileSize)} -> ${formatBytes(scan.rawSize)}`,
     `mode       ${plan.mode}${o.local ? " (local)" : ""}: ${plan.modeReason}`,
-    `sent as    ${plan.codec}${plan.transport === "gzip" ? " (gzip -1 made on this side)" : plan.transport === "xz" ? " (xz -1 made on this side)" : plan.transport === "lzo" ? (copy ? ` (lzop -1 made on this side during the image check: ${formatBytes(copy.file.bytes)} ready)` : " (lzop -1 made on this side)") : plan.transport === "raw" && image.format !== "raw" ? " (decompressed on this side)" : ""}: ${plan.transportReason}`,
+    `sent as    ${plan.codec}${plan.transport === "gzip" ? " (gzip -1 made on this side)" : plan.transport === "xz" ? " (xz -1 made on this side)" : plan.transport === "lzo" ? (copy ? ` (lzop -1 made on this side during the image check: ${formatBytes(copy.file.bytes)}${copy.sending ? `, ${formatBytes(copy.sending.sent())} sent already` : " ready"})` : " (lzop -1 made on this side)") : plan.transport === "raw" && image.format !== "raw" ? " (decompressed on this side)" : ""}: ${plan.transportReason}`,
     `stops      ${plan.units.length ? plan.units.join(", ") : "no services"}`,
     `customize  ${custom ? custom.summary : "no (plain flash)"}`,
     ...(bmap ? [`bmap       ${bmap.path}: ${formatBytes(bmap.mappedBytes)} of ${formatBytes(bmap.imageSize)} mapped; only those ranges are written (--no-bmap: all)`] : []),

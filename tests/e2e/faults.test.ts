@@ -118,7 +118,10 @@ describe("flash refuses before any write", () => {
     const r = await home.run(["flash", "board", cut, "--yes"]);
     expect(r.code).toBe(1);
     expect(out(r)).toContain(`${cut} is damaged`);
-    expect(out(r)).not.toContain("sending");
+    // Found during the pass, while the copy was already on its way (--yes): stopped, nothing written,
+    // and /dev/shm as before (expectUntouched).
+    expect(out(r)).not.toContain("writing");
+    expect(out(r)).not.toContain("sent ");
     await expectUntouched(board, before);
   });
 
@@ -137,7 +140,10 @@ describe("flash refuses before any write", () => {
     const r = await home.run(["flash", "board", bad, "--yes"]);
     expect(r.code).toBe(1);
     expect(out(r)).toContain(`${bad} is damaged`);
-    expect(out(r)).not.toContain("sending");
+    // Found during the pass, while the copy was already on its way (--yes): stopped, nothing written,
+    // and /dev/shm as before (expectUntouched).
+    expect(out(r)).not.toContain("writing");
+    expect(out(r)).not.toContain("sent ");
     await expectUntouched(board, before);
   });
 
@@ -161,6 +167,25 @@ describe("flash refuses before any write", () => {
     expect(out(r)).toContain(`${512 * MiB} bytes`);
     expect(out(r)).toContain("/dev/vda");
     expect(out(r)).not.toContain("sending");
+    await expectUntouched(board, before);
+  });
+
+  test("a .gz larger than the disk (its size known only once read; the copy already on its way): refused, the send stopped, /dev/shm as before", async () => {
+    const { board, home } = await boardWithHome();
+    // B: 1 GiB raw for a 512 MiB disk. A .gz says nothing about its size before it is read, so the
+    // whole pass runs, and with --yes the copy goes to the board meanwhile (its 181 MiB fit in the
+    // board's /dev/shm); the refusal must stop that send and leave nothing behind.
+    const b = await ensureImage("B");
+    const before = await boardState(board);
+
+    const r = await home.run(["flash", "board", b.gz, "--yes"], { env: { CONSOLA_LEVEL: "4" } });
+    expect(r.code).toBe(1);
+    expect(out(r)).toContain("the image is larger than the disk");
+    expect(out(r)).toContain(`${1024 * MiB} bytes`);
+    // The send was under way (its first bytes left) and did not finish.
+    expect(out(r)).toContain("copy: its first bytes are on their way to the board");
+    expect(out(r)).toContain("the copy sent during the pass is not used");
+    expect(out(r)).not.toContain("writing");
     await expectUntouched(board, before);
   });
 

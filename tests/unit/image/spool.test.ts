@@ -112,6 +112,65 @@ describe("Spool", () => {
     expect(spool.problem).toBe("removed");
   }, 60_000);
 
+  test("follow(): a reader that starts before the pass gets every byte of the file, in order, and ends after end()", async () => {
+    const enc = (await encoderFor("lzo"))!;
+    const spool = Spool.start(enc, Number.POSITIVE_INFINITY, dir) as Spool;
+    const got: Buffer[] = [];
+    let endedAt = -1;
+    let fed = 0;
+    const reader = (async () => {
+      for await (const b of spool.follow()) got.push(b);
+      endedAt = fed;
+    })();
+    const image = await openImage(`${raw}.xz`);
+    // A slow pass: the reader catches up and waits for more several times.
+    const scan = await scanImage(image, { tap: (c, pos) => ((fed = pos + c.length), spool.feed(c, pos) ?? Bun.sleep(5)) });
+    await Bun.sleep(50);
+    expect(endedAt).toBe(-1);
+    const made = await spool.end(scan.rawSize);
+    await reader;
+    expect(endedAt).toBe(scan.rawSize);
+    expect(got.length).toBeGreaterThan(1);
+    const all = Buffer.concat(got);
+    expect(all.length).toBe(made!.bytes);
+    expect(new Bun.CryptoHasher("md5").update(all).digest("hex")).toBe(made!.md5);
+    spool.remove();
+  }, 60_000);
+
+  test("follow(): the reader fails when the spool gives up, is removed, or its signal aborts (a send stopped mid-way)", async () => {
+    const enc = (await encoderFor("lzo"))!;
+    // Settled at once (a rejection before the expect would be an unhandled one): the error, or the byte count.
+    const drain = async (it: AsyncIterable<Buffer>) => {
+      let n = 0;
+      try {
+        for await (const b of it) n += b.length;
+      } catch (e) {
+        return e as Error;
+      }
+      return n;
+    };
+    // Gives up (outgrows its bound) while the reader waits.
+    const small = Spool.start(enc, 64 << 10, dir) as Spool;
+    const r1 = drain(small.follow());
+    const image = await openImage(raw);
+    const s1 = await scanImage(image, { tap: (c, pos) => small.feed(c, pos) });
+    expect(await small.end(s1.rawSize)).toBeUndefined();
+    expect(String(await r1)).toMatch(/stopped: the copy outgrew/);
+    small.remove();
+    // Aborted while it waits for bytes that never come (nothing is fed).
+    const idle = Spool.start(enc, Number.POSITIVE_INFINITY, dir) as Spool;
+    const stop = new AbortController();
+    const r2 = drain(idle.follow(stop.signal));
+    await Bun.sleep(100);
+    stop.abort();
+    expect(String(await r2)).toContain("send was stopped");
+    // Removed while it waits.
+    const r3 = drain(idle.follow());
+    await Bun.sleep(100);
+    idle.remove();
+    expect(String(await r3)).toContain("stopped: removed");
+  }, 60_000);
+
   test("no room on this side's disk: not started", () => {
     expect(Spool.start(["true"], Number.POSITIVE_INFINITY, "/no/such/dir")).toContain("free space");
   });
