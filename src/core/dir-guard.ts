@@ -44,8 +44,9 @@ export async function dropDir(g: RemoteProcess): Promise<void> {
  * A guarded dir with the static busybox for the board's arch in it (the helper's work dir as root,
  * the measurement's probe dir as the user); on a failed copy the dir is dropped again.
  */
-export async function startBusyboxDir(t: Target, dir: string, arch: string, opts: { root: boolean }): Promise<RemoteProcess> {
+export async function startBusyboxDir(t: Target, dir: string, arch: string, opts: { root: boolean; onDirMade?: () => void }): Promise<RemoteProcess> {
   const guard = await startDirGuard(t, dir, opts);
+  opts.onDirMade?.();
   try {
     await t.put(`${dir}/busybox`, await busyboxFor(arch), { mode: "0700", root: opts.root });
   } catch (e) {

@@ -385,7 +385,10 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
   // it runs before the confirmation; a flash that does not go ahead drops it (and so does a lost
   // connection: the guard's stdin ends).
   let prestaged: Promise<RemoteProcess> | undefined;
-  const onFacts = (f: TargetFacts) => (prestaged = startBusyboxDir(t, work, f.arch, { root: true }));
+  // The dir exists (its busybox may still be on its way): the copy may go into it.
+  let dirMade!: () => void;
+  const dirReady = new Promise<void>((resolve) => (dirMade = resolve));
+  const onFacts = (f: TargetFacts) => (prestaged = startBusyboxDir(t, work, f.arch, { root: true, onDirMade: dirMade }));
   let readyCopy: ReadyCopy | undefined;
   // Confirmed ahead (--yes): the ramfs copy goes into the work dir while the image is checked.
   const sendCopy = o.yes
@@ -395,7 +398,8 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
         const send: CopySend = {
           sent: () => sent,
           done: (async () => {
-            await prestaged;
+            // The dir made, or its staging failed (then prestaged says why).
+            await Promise.race([dirReady, prestaged]);
             async function* counted() {
               for await (const b of bytes) {
                 if (sent === 0) consola.debug("copy: its first bytes are on their way to the board");
