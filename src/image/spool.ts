@@ -15,7 +15,8 @@ import { ZERO_BLOCK } from "./scan.ts";
  * encoder: each 1 MiB block that is not all zeros, in order, goes to `lzop -1`, whose output lands in
  * a private file on this side (0700 dir, 0600 file, removed when the flash ends or the process exits;
  * src/util/private-tmp.ts).
- * If the measurement then picks lzo, the copy is that file, sent at the link's speed.
+ * If the measurement then picks lzo, the copy is that file, sent at the link's speed; a flash
+ * confirmed ahead (--yes) sends it while it grows instead (follow()), so the send overlaps the pass.
  *
  * The file holds exactly the "d" ranges of the pack layout when the layout keeps every zero run
  * (packLayout does up to MAX_PACK_RANGES ranges; the flash compares the counts); otherwise it is not used. Its md5 is
