@@ -51,8 +51,7 @@ export class Spool {
   private block = Buffer.allocUnsafe(ZERO_BLOCK);
   private blockStart = 0;
   private fill = 0;
-  private written = 0;
-  /** Bytes in the file (written counts them as they leave the encoder, before the write). */
+  /** Bytes in the file. */
   private onDisk = 0;
   /** The encoder exited 0 and every byte is in the file. */
   private complete = false;
@@ -89,8 +88,7 @@ export class Spool {
     this.child.stdin!.on("error", () => {});
     this.child.stdout!.on("data", (c: Buffer) => {
       if (this.failed) return;
-      this.written += c.length;
-      if (this.written > this.maxBytes) return this.fail(`the copy outgrew ${this.maxBytes} bytes`);
+      if (this.onDisk + c.length > this.maxBytes) return this.fail(`the copy outgrew ${this.maxBytes} bytes`);
       this.md5.update(c);
       try {
         for (let off = 0; off < c.length; ) off += writeSync(this.fd, c, off);
@@ -117,7 +115,7 @@ export class Spool {
   /** Lower the bound (the board's /dev/shm room, once known). */
   cap(bytes: number): void {
     this.maxBytes = Math.min(this.maxBytes, bytes);
-    if (this.written > this.maxBytes) this.fail(`the copy outgrew ${this.maxBytes} bytes`);
+    if (this.onDisk > this.maxBytes) this.fail(`the copy outgrew ${this.maxBytes} bytes`);
   }
 
   /**
@@ -151,7 +149,7 @@ export class Spool {
     if (this.failed) return undefined;
     this.complete = true;
     this.wake();
-    return { path: this.path, bytes: this.written, md5: this.md5.digest("hex"), rawBytes: this.rawBytes, transport: "lzo" };
+    return { path: this.path, bytes: this.onDisk, md5: this.md5.digest("hex"), rawBytes: this.rawBytes, transport: "lzo" };
   }
 
   /** Remove the file (idempotent); a pass still feeding it goes on without it. */

@@ -505,61 +505,56 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
         // The copy made during the image pass (copy) was made from the pass's own bytes; what is
         // read back from its file must be what was written to it.
         const here = madeHere(plan, o.local);
+        let sentDigest: string;
+        let rawMd5: Bun.CryptoHasher | undefined;
         if (copy?.sending) {
-          // On its way since the image check: the rest of it, then the same checks as below.
+          // On its way since the image check: wait for the rest of it.
           const progress = createProgress("sending", copy.file.bytes);
           const already = copy.sending.sent();
           copy.sending.onProgress = (n) => progress.update(n);
           const t0 = performance.now();
           const done = await copy.sending.done;
-          const secs = (performance.now() - t0) / 1000;
           progress.finish(
             already >= done.bytes
               ? `sent ${formatBytes(done.bytes)} during the image check`
-              : `sent ${formatBytes(done.bytes)}: ${formatBytes(already)} during the image check, the rest in ${fmtDuration(secs)}`,
+              : `sent ${formatBytes(done.bytes)}: ${formatBytes(already)} during the image check, the rest in ${fmtDuration((performance.now() - t0) / 1000)}`,
           );
           bytesSent += done.bytes;
-          copy.remove();
-          if (done.md5 !== copy.file.md5) {
-            throw new UserError(
-              `The copy made on this machine changed on its disk before it was sent (md5 ${done.md5}, written as ${copy.file.md5}).`,
-              "Nothing was overwritten. Try again; if it repeats, check this machine's disk and memory.",
-            );
+          sentDigest = done.md5;
+        } else {
+          const raw = !copy && here && (reencoded(plan) || pack) ? new Bun.CryptoHasher("md5") : undefined;
+          rawMd5 = raw;
+          const src = copy
+            ? collectEvery(createReadStream(copy.file.path, { highWaterMark: 4 << 20 }))
+            : boardSource(image, plan, { onRaw: raw && ((c) => raw.update(c)), pack, encoder: await encoderOf(plan) });
+          const hasher = new Bun.CryptoHasher(here ? "md5" : "sha256");
+          const progress = createProgress(
+            o.local ? "copying to RAM" : "sending",
+            copy ? copy.file.bytes : plan.codec === "raw" ? (pack?.dataBytes ?? scan.rawSize) : plan.transport === "as-is" ? image.fileSize : undefined,
+          );
+          let sent = 0;
+          const counted = src.pipe(
+            new Transform({
+              highWaterMark: 4 << 20,
+              transform(chunk, _enc, cb) {
+                sent += chunk.length;
+                hasher.update(chunk);
+                progress.update(sent);
+                cb(null, chunk);
+              },
+            }),
+          );
+          try {
+            await t.put(dest, counted, { mode: "0600", root: true });
+          } finally {
+            // A decompressor or encoder (transport gzip/xz/raw) must not outlive a failed copy: it would keep this
+            // process running after the error is reported.
+            src.destroy();
           }
-          await checkCopyOnBoard(done.md5);
-          return { source: dest };
+          progress.finish();
+          bytesSent += sent;
+          sentDigest = hasher.digest("hex");
         }
-        const rawMd5 = !copy && here && (reencoded(plan) || pack) ? new Bun.CryptoHasher("md5") : undefined;
-        const src = copy
-          ? collectEvery(createReadStream(copy.file.path, { highWaterMark: 4 << 20 }))
-          : boardSource(image, plan, { onRaw: rawMd5 && ((c) => rawMd5.update(c)), pack, encoder: await encoderOf(plan) });
-        const hasher = new Bun.CryptoHasher(here ? "md5" : "sha256");
-        const progress = createProgress(
-          o.local ? "copying to RAM" : "sending",
-          copy ? copy.file.bytes : plan.codec === "raw" ? (pack?.dataBytes ?? scan.rawSize) : plan.transport === "as-is" ? image.fileSize : undefined,
-        );
-        let sent = 0;
-        const counted = src.pipe(
-          new Transform({
-            highWaterMark: 4 << 20,
-            transform(chunk, _enc, cb) {
-              sent += chunk.length;
-              hasher.update(chunk);
-              progress.update(sent);
-              cb(null, chunk);
-            },
-          }),
-        );
-        try {
-          await t.put(dest, counted, { mode: "0600", root: true });
-        } finally {
-          // A decompressor or encoder (transport gzip/xz/raw) must not outlive a failed copy: it would keep this
-          // process running after the error is reported.
-          src.destroy();
-        }
-        progress.finish();
-        bytesSent += sent;
-        const sentDigest = hasher.digest("hex");
         copy?.remove();
         if (copy && sentDigest !== copy.file.md5) {
           throw new UserError(
@@ -576,29 +571,25 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
             );
           }
         }
-        await checkCopyOnBoard(sentDigest);
-        return { source: dest };
-
-        async function checkCopyOnBoard(sentDigest: string) {
-          log.info(here ? "checking the copy on the board: md5 of what arrived" : "checking the copy on the board: sha256, and one full decompression to the image's md5");
-          const check = here
-            ? await t.exec([`${work}/busybox`, "sh", `${work}/flash.sh`, "check-copy", work, dest], { root: true, check: false })
-            : await t.exec([`${work}/busybox`, "sh", `${work}/flash.sh`, "check-source", work, plan.codec, dest], { root: true, check: false });
-          const got = parseAt(check.stdout);
-          if (check.code !== 0 || got.error) {
-            throw new UserError(`The copy on the board failed its check: ${got.error ?? check.stderr.trim()}`, "Nothing was overwritten. Check the image and the board's memory, then try again.");
-          }
-          const gotDigest = here ? got.source_md5 : got.source_sha256;
-          if (gotDigest !== sentDigest) {
-            throw new UserError(
-              `The copy on the board differs from what was sent (${here ? "md5" : "sha256"} ${gotDigest} vs ${sentDigest}).`,
-              "Nothing was overwritten. Try again; if it repeats, suspect the board's RAM.",
-            );
-          }
-          if (!here && got.raw_md5 !== scan!.md5) {
-            throw new UserError(`The copy on the board does not decompress to the image (md5 ${got.raw_md5}, expected ${scan!.md5}).`, "Nothing was overwritten. Try again.");
-          }
+        log.info(here ? "checking the copy on the board: md5 of what arrived" : "checking the copy on the board: sha256, and one full decompression to the image's md5");
+        const check = here
+          ? await t.exec([`${work}/busybox`, "sh", `${work}/flash.sh`, "check-copy", work, dest], { root: true, check: false })
+          : await t.exec([`${work}/busybox`, "sh", `${work}/flash.sh`, "check-source", work, plan.codec, dest], { root: true, check: false });
+        const got = parseAt(check.stdout);
+        if (check.code !== 0 || got.error) {
+          throw new UserError(`The copy on the board failed its check: ${got.error ?? check.stderr.trim()}`, "Nothing was overwritten. Check the image and the board's memory, then try again.");
         }
+        const gotDigest = here ? got.source_md5 : got.source_sha256;
+        if (gotDigest !== sentDigest) {
+          throw new UserError(
+            `The copy on the board differs from what was sent (${here ? "md5" : "sha256"} ${gotDigest} vs ${sentDigest}).`,
+            "Nothing was overwritten. Try again; if it repeats, suspect the board's RAM.",
+          );
+        }
+        if (!here && got.raw_md5 !== scan.md5) {
+          throw new UserError(`The copy on the board does not decompress to the image (md5 ${got.raw_md5}, expected ${scan.md5}).`, "Nothing was overwritten. Try again.");
+        }
+        return { source: dest };
       }
       return { source: o.local ? o.imagePath : "-" };
     });
