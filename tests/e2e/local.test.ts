@@ -44,7 +44,7 @@ afterAll(() => {
 
 async function localFlash(file: string, image: "L2" | "L-gpt", extra: string[], arch?: "arm64") {
   const img = arch ? await ensureArm64Image(image) : await ensureImage(image);
-  const board = await startBoard({ image: "L", arch, holdAtReboot: true, extraDisks: [{ fromDir: arch ? stickArm64 : stick, label: "stick", bus: "virtio" }] });
+  const board = await startBoard({ image: "L", arch, holdAtReboot: true, extraDisks: [{ fromDir: arch ? stickArm64 : stick, label: "stick" }] });
   boards.push(board);
   await board.ssh("mkdir -p /mnt/usb && mount -o ro LABEL=stick /mnt/usb || mount -o ro /dev/vdb /mnt/usb", { user: "root" });
   const before = await board.bootId();

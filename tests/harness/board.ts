@@ -57,8 +57,6 @@ export interface ExtraDisk {
   /** Filesystem label for fromDir disks (default "data"). */
   label?: string;
   format?: "raw" | "qcow2";
-  /** virtio: /dev/vdX; usb: a USB stick (usb-storage on xHCI, /dev/sdX). */
-  bus?: "virtio" | "usb";
   readOnly?: boolean;
 }
 
@@ -159,7 +157,7 @@ export class Board {
   private waiters = new Set<() => void>();
   private readonly knownHosts: string;
   private readonly disk: string;
-  private readonly extras: { path: string; format: "raw" | "qcow2"; bus: "virtio" | "usb"; readOnly: boolean }[] = [];
+  private readonly extras: { path: string; format: "raw" | "qcow2"; readOnly: boolean }[] = [];
   private bootStartedAt = 0;
 
   /** @internal use startBoard() */
@@ -399,10 +397,10 @@ export class Board {
     }
     await vm.qmp.execute("cont");
     this.timings.restoreSeconds = since(t0);
-    // Extra disks are not in the snapshot's device set: hotplug them now (PCI/USB hotplug).
+    // Extra disks are not in the snapshot's device set: hotplug them now (PCI hotplug).
     for (const [i, d] of this.extras.entries()) {
       await vm.qmp.execute("blockdev-add", { driver: d.format, "node-name": `xd${i}`, "read-only": d.readOnly, file: { driver: "file", filename: d.path } });
-      await vm.qmp.execute("device_add", d.bus === "usb" ? { driver: "usb-storage", bus: "xhci.0", drive: `xd${i}`, id: `xdev${i}` } : { driver: "virtio-blk-pci", drive: `xd${i}`, id: `xdev${i}` });
+      await vm.qmp.execute("device_add", { driver: "virtio-blk-pci", drive: `xd${i}`, id: `xdev${i}` });
     }
     this.state = "running";
     this.notify();
@@ -505,7 +503,7 @@ interface RunArgs {
   serialLog: string;
   qmpSocket: string;
   sshPort: number;
-  extras: { path: string; format: "raw" | "qcow2"; bus: "virtio" | "usb"; readOnly: boolean }[];
+  extras: { path: string; format: "raw" | "qcow2"; readOnly: boolean }[];
   incoming?: string;
 }
 
@@ -548,18 +546,17 @@ function qemuArgs(m: MachineConfig, r: RunArgs): string[] {
     "-drive", disk, ...busArgs,
     "-netdev", `user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:${r.sshPort}-:22`, "-device", "virtio-net-pci,netdev=n0",
     "-device", "virtio-rng-pci",
-    ...(x86 ? ["-device", "qemu-xhci,id=xhci"] : []),
   ];
-  // arm64: no snapshots, and extra disks on virtio only (no xhci). Their virtio-blk-pci devices come
-  // after the board's disk on the PCI bus, so the board's disk stays /dev/vda (the arm64 initramfs
-  // mounts root=/dev/vda2 by name).
-  if (!x86 && (r.incoming || r.extras.some((d) => d.bus !== "virtio"))) throw new Error("arm64 boards have no snapshots and no USB disks");
+  // No USB controller: no test uses one, and its drivers cost every systemd boot a few seconds.
+  // Extra disks are virtio-blk-pci devices after the board's disk on the PCI bus, so the board's disk
+  // stays /dev/vda (the arm64 initramfs mounts root=/dev/vda2 by name). arm64: no snapshots.
+  if (!x86 && r.incoming) throw new Error("arm64 boards have no snapshots");
   if (r.incoming) {
     args.push("-incoming", r.incoming);
   } else {
     for (const [i, d] of r.extras.entries()) {
       args.push("-blockdev", `driver=${d.format},node-name=xd${i},read-only=${d.readOnly ? "on" : "off"},file.driver=file,file.filename=${d.path}`);
-      args.push("-device", d.bus === "usb" ? `usb-storage,bus=xhci.0,drive=xd${i},id=xdev${i}` : `virtio-blk-pci,drive=xd${i},id=xdev${i}`);
+      args.push("-device", `virtio-blk-pci,drive=xd${i},id=xdev${i}`);
     }
   }
   return args;
@@ -738,10 +735,10 @@ class QemuVm {
 async function prepareExtraDisk(d: ExtraDisk, runDir: string, i: number) {
   if (d.fromDir) {
     const path = await makeDataDisk(d.fromDir, join(runDir, `extra${i}.img`), { sizeMiB: d.sizeMiB, label: d.label });
-    return { path, format: "raw" as const, bus: d.bus ?? "virtio", readOnly: d.readOnly ?? false };
+    return { path, format: "raw" as const, readOnly: d.readOnly ?? false };
   }
   if (!d.path) throw new Error("extra disk needs path or fromDir");
-  return { path: d.path, format: d.format ?? "raw", bus: d.bus ?? "virtio", readOnly: d.readOnly ?? true };
+  return { path: d.path, format: d.format ?? "raw", readOnly: d.readOnly ?? true };
 }
 
 function compareFiles(expectedPath: string, actualPath: string, size: number, patches: { offset: number; data: Uint8Array }[], out: DiskComparison): void {

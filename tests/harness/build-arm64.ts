@@ -196,7 +196,7 @@ async function buildImage(name: ImageName, key: string, treePath: string, tmp: s
   await run(["mv", join(root, "boot", kernel), join(bootDir, "vmlinuz")]);
   await run(["mv", join(root, "boot/initrd.img"), join(bootDir, "initrd.img")]);
   // The initramfs finds the root by device name (busybox cannot resolve PARTUUID=).
-  const cmdline = "console=ttyAMA0 root=/dev/vda2 rootfstype=ext4 rootwait";
+  const cmdline = "console=ttyAMA0 root=/dev/vda2 rootfstype=ext4 rootwait mitigations=off"; // as on x86 boards (build-image.ts)
   writeFileSync(join(bootDir, "cmdline.txt"), `${cmdline}\n`);
   writeFileSync(join(bootDir, "config.txt"), "[all]\nkernel=vmlinuz\ninitramfs initrd.img followkernel\n");
 

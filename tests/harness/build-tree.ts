@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { chroot, log, run, since } from "./_run.ts";
 import { ensureCached } from "./cache.ts";
@@ -29,6 +29,13 @@ export const DEBIAN = {
   // systemd-networkd the base tree already enables, which needs wpa_supplicant for Wi-Fi.
   cloudPackages: ["cloud-init", "netplan.io", "wpasupplicant"],
 } as const;
+
+/** Masked in every systemd image (configureBase). */
+const QUIET_UNITS = [
+  "getty@tty1.service", "dev-hugepages.mount", "dev-mqueue.mount", "sys-kernel-debug.mount", "sys-kernel-tracing.mount",
+  "sys-fs-fuse-connections.mount", "sys-kernel-config.mount", "modprobe@drm.service", "modprobe@efi_pstore.service",
+  "modprobe@fuse.service", "modprobe@configfs.service", "systemd-pstore.service", "systemd-network-generator.service",
+];
 
 const HERE = import.meta.dir;
 export const ROOTFS_DIR = join(HERE, "rootfs");
@@ -121,6 +128,13 @@ async function configureBase(dir: string, publicKey: string): Promise<void> {
   // Timers that would only compete for the one emulated CPU during a test.
   await chroot(dir, ["systemctl", "disable", "apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer", "fstrim.timer", "e2scrub_reap.service"]);
   await chroot(dir, ["systemctl", "enable", "systemd-networkd.service"]);
+  // Units for what a board has no use for (a display, debug and trace filesystems, FUSE, pstore,
+  // DRM, SSH over AF_VSOCK): under TCG each costs the one emulated CPU a fork, an exec and often
+  // a module load at every boot. What touches the root filesystem stays as on a Pi (the journal,
+  // random seed, fsck): flash-live must cope with those writing to the disk it replaces.
+  await chroot(dir, ["systemctl", "mask", ...QUIET_UNITS]);
+  mkdirSync(join(dir, "etc/systemd/system-generators"), { recursive: true });
+  symlinkSync("/dev/null", join(dir, "etc/systemd/system-generators/systemd-ssh-generator"));
 
   const t0 = performance.now();
   await chroot(dir, ["update-initramfs", "-u", "-k", "all"]);
