@@ -313,6 +313,8 @@ describe("first-boot customization", () => {
     expect((await board.ssh("cat /proc/sys/kernel/random/boot_id")).stdout.trim()).toBe(bootId);
     // What held sshd back in this boot (the suite's longest wait).
     const chain = await board.ssh("systemd-analyze critical-chain ssh.service --no-pager 2>&1 | tail -n +3 | head -12; true", { user: "root" });
+    // And inside cloud-init: its slowest modules and stages.
+    const blame = await board.ssh("cloud-init analyze blame 2>&1 | grep -E '^ *[0-9.]+s' | head -10; true", { user: "root" });
 
     console.log(
       `[customize e2e] cloud-init: ${fmt({
@@ -326,7 +328,7 @@ describe("first-boot customization", () => {
         netplan: JSON.stringify(netplan.stdout.trim()),
         renderedNetwork: JSON.stringify(rendered.stdout.trim()),
         recoverable: JSON.stringify(status.recoverable_errors),
-      })}\n  sudo -l: ${sudoers.trim().split("\n").slice(-3).join(" | ")}\n  ssh.service critical chain: ${chain.stdout.trim().split("\n").map((l) => l.trim()).join(" < ")}`,
+      })}\n  sudo -l: ${sudoers.trim().split("\n").slice(-3).join(" | ")}\n  ssh.service critical chain: ${chain.stdout.trim().split("\n").map((l) => l.trim()).join(" < ")}\n  cloud-init analyze blame: ${blame.stdout.trim().split("\n").map((l) => l.trim()).join(" | ")}`,
     );
   }, CASE_TIMEOUT_MS);
 
