@@ -547,7 +547,7 @@ function qemuArgs(m: MachineConfig, r: RunArgs): string[] {
     "-netdev", `user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:${r.sshPort}-:22`, "-device", "virtio-net-pci,netdev=n0",
     "-device", "virtio-rng-pci",
   ];
-  // No USB controller: no test uses one, and its drivers cost every systemd boot a few seconds.
+  // No USB controller: no test uses one, and a systemd board would load its drivers at every boot.
   // Extra disks are virtio-blk-pci devices after the board's disk on the PCI bus, so the board's disk
   // stays /dev/vda (the arm64 initramfs mounts root=/dev/vda2 by name). arm64: no snapshots.
   if (!x86 && r.incoming) throw new Error("arm64 boards have no snapshots");
