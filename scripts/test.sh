@@ -3,10 +3,10 @@
 # Installs what it needs (scripts/deps.sh), builds or reuses the cached board images, and ends with
 # one line "N passed, N failed" summed from bun test's own counts.
 #
-# Without arguments the suite runs as bun test processes side by side: the unit tests beside the
-# image build, then two e2e groups, each flashing one board at a time (a TCG board keeps one core
-# busy; this machine has two): the e2e files are split into two groups of about equal length (times
-# from CI runs). With arguments (files, -t PATTERN, ...) it is one plain `bun test` run.
+# Without arguments the suite runs as two bun test processes side by side, each flashing one board at
+# a time (a TCG board keeps one core busy; this machine has two): the e2e files are split into two
+# groups of about equal length (times from CI runs). With arguments (files, -t PATTERN, ...) it is
+# one plain `bun test` run.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 bash scripts/deps.sh || exit 1
@@ -28,25 +28,17 @@ if [[ $# -gt 0 ]]; then
   exit "$rc"
 fi
 
-# Every test file in exactly one group: the unit tests (no board) start first and run beside the
-# image build, which on a fresh machine leaves a core idle for minutes (debootstrap mostly waits on
-# the mirror); group B takes these e2e files, group A every other one.
-group_b=(tests/e2e/flash.test.ts tests/e2e/faults.test.ts tests/e2e/check.test.ts tests/e2e/harness.test.ts)
+# Every test file in exactly one group: group B takes these, group A everything else.
+group_b=(tests/e2e/flash.test.ts tests/e2e/faults.test.ts tests/e2e/check.test.ts tests/e2e/harness.test.ts tests/e2e/arm64.test.ts)
 mapfile -t all < <(find tests -name '*.test.ts' | sort)
 group_a=()
 for f in "${all[@]}"; do
-  [[ $f == tests/unit/* || " ${group_b[*]} " == *" $f "* ]] || group_a+=("$f")
+  [[ " ${group_b[*]} " == *" $f "* ]] || group_a+=("$f")
 done
-echo "== unit tests (tests/unit) run beside the image build; their output follows at the end =="
-( "$BUN" test --timeout 1800000 tests/unit > "$dir/u.log" 2>&1; echo $? > "$dir/u.rc" ) &
-u_pid=$!
-# Images next, once, so the two e2e groups do not both wait on the same build.
+# Images first, once, so the two groups do not both wait on the same build.
 if ! "$BUN" scripts/build-boards.ts; then
-  wait "$u_pid"
-  echo "== unit tests =="
-  cat "$dir/u.log"
-  echo "the board images could not be built (above): no e2e case ran"
-  echo "$(count "$dir/u.log" pass) passed, $(($(count "$dir/u.log" fail) + 1)) failed"
+  echo "the board images could not be built (above): no test ran"
+  echo "0 passed, 1 failed"
   exit 1
 fi
 
@@ -55,23 +47,20 @@ echo "== group B (${group_b[*]}) runs beside this one; its output follows at the
 b_pid=$!
 "$BUN" test --timeout 1800000 "${group_a[@]}" 2>&1 | tee "$dir/a.log"
 a_rc=${PIPESTATUS[0]}
-wait "$b_pid" "$u_pid"
+wait "$b_pid"
 b_rc=$(cat "$dir/b.rc" 2>/dev/null || echo 1)
-u_rc=$(cat "$dir/u.rc" 2>/dev/null || echo 1)
 echo "== group B =="
 cat "$dir/b.log"
-echo "== unit tests =="
-cat "$dir/u.log"
 
 passed=0
 failed=0
-for g in a b u; do
+for g in a b; do
   p=$(count "$dir/$g.log" pass)
   f=$(count "$dir/$g.log" fail)
-  rc=$(case $g in a) echo "$a_rc" ;; b) echo "$b_rc" ;; u) echo "$u_rc" ;; esac)
+  rc=$([[ $g == a ]] && echo "$a_rc" || echo "$b_rc")
   if [[ $rc != 0 && $f == 0 ]]; then f=1; fi
   passed=$((passed + p))
   failed=$((failed + f))
 done
 echo "${passed} passed, ${failed} failed"
-[[ $a_rc == 0 && $b_rc == 0 && $u_rc == 0 ]]
+[[ $a_rc == 0 && $b_rc == 0 ]]
