@@ -686,6 +686,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
 
   // ---- wait: remote only, until the board runs the new system -------------------------------------
   let after: FlashResult["after"];
+  let record: FlashResult["record"];
   if (!o.local && o.reconnect) {
     after = await phase("wait", async () => {
       await o.target.close().catch(() => {});
@@ -694,11 +695,15 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
         : verified === "skipped"
           ? "The image was written (not read back: --no-verify)."
           : "The image was written and verified before the reboot.";
-      return waitForBoard(o.reconnect!, facts.bootId, log, custom ? o.newUser : undefined, { written });
+      // The record is read on the login that saw the new boot: a second login costs a board that
+      // has just booted a few seconds (a handshake and a sudo on a TCG board: ~4 s).
+      const flashId = boot?.record?.flashId;
+      return waitForBoard(o.reconnect!, facts.bootId, log, custom ? o.newUser : undefined, {
+        written,
+        onBack: flashId ? async (back) => void (record = await readRecordBack(back, flashId, log, ctx.warnings)) : undefined,
+      });
     });
   }
-  let record: FlashResult["record"];
-  if (after && boot?.record) record = await readRecordBack(o.reconnect!, after.user, boot.record.flashId, log, ctx.warnings);
   if (sessionLost) {
     const v = record?.["flash-id"] === boot?.record?.flashId ? record?.verify : undefined;
     if (v === "ok" || v === "repaired" || v === "failed" || (v === "skipped" && !o.verify)) verified = v;
@@ -939,7 +944,9 @@ export async function waitForBoard(
     refusedLimitMs = 120_000,
     /** What is known of the disk, for the hints of the errors below. */
     written = "The image was written and verified before the reboot.",
-  } = {},
+    /** Runs on the login that saw the new boot, before it is closed; must not throw. */
+    onBack,
+  }: { timeoutMs?: number; pollMs?: number; refusedLimitMs?: number; written?: string; onBack?: (t: Target) => Promise<void> } = {},
 ) {
   const start = performance.now();
   log.start("waiting for the board to come back");
@@ -958,6 +965,7 @@ export async function waitForBoard(
         if (bootId && bootId !== oldBootId) {
           const as = user ? ` (logged in as ${user}, the configured user)` : "";
           log.success(`the board is back after ${fmtDuration((performance.now() - start) / 1000)}: ${hostname} running ${os || "?"}${as}`);
+          await onBack?.(t);
           return { bootId, hostname: hostname ?? "", os: os || undefined, user };
         }
         break;
@@ -998,16 +1006,13 @@ export async function waitForBoard(
  * image was verified before the reboot either way.
  */
 async function readRecordBack(
-  reconnect: (user?: string) => Promise<Target>,
-  user: string | undefined,
+  t: Target,
   flashId: string,
   log: { success: (msg: string) => void },
   warnings: string[],
 ): Promise<Record<string, string> | undefined> {
   const script = `for f in /boot/firmware/${RECORD_FILE} /boot/${RECORD_FILE}; do if [ -f "$f" ]; then echo "$f"; cat "$f"; exit 0; fi; done; exit 1`;
-  let t: Target | undefined;
   try {
-    t = await reconnect(user);
     // As root first (a boot partition may be mounted root-only), else as the login user.
     let r = await t.exec(["sh", "-c", script], { root: true, check: false }).catch(() => undefined);
     if (!r || r.code !== 0) r = await t.exec(["sh", "-c", script], { check: false });
@@ -1031,8 +1036,6 @@ async function readRecordBack(
   } catch (e) {
     warnings.push(`could not read the flash record back: ${e instanceof Error ? e.message : String(e)}`);
     return undefined;
-  } finally {
-    await t?.close().catch(() => {});
   }
 }
 

@@ -82,4 +82,25 @@ describe("waitForBoard", () => {
     expect(r.bootId).toBe("new-id");
     expect(n).toBe(3);
   });
+
+  test("onBack runs on the login that saw the new boot, before it is closed; an old boot never reaches it", async () => {
+    const events: string[] = [];
+    const ids = new Map<object, string>();
+    let n = 0;
+    const r = await waitForBoard(
+      async () => {
+        const id = ++n < 2 ? "old-id" : "new-id";
+        const t = board(id);
+        t.close = async () => void events.push(`close ${id}`);
+        ids.set(t, id);
+        return t;
+      },
+      "old-id",
+      log,
+      undefined,
+      { ...fast, onBack: async (t) => void events.push(`onBack ${ids.get(t)}`) },
+    );
+    expect(r.bootId).toBe("new-id");
+    expect(events).toEqual(["close old-id", "onBack new-id", "close new-id"]);
+  });
 });
