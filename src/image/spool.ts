@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { collector } from "../util/gc.ts";
 import { privateTempDir } from "../util/private-tmp.ts";
+import { MAX_PACK_RANGES } from "./pack.ts";
 import { ZERO_BLOCK } from "./scan.ts";
 
 /**
@@ -18,10 +19,15 @@ import { ZERO_BLOCK } from "./scan.ts";
  * If the measurement then picks lzo, the copy is that file, sent at the link's speed; a flash
  * confirmed ahead (--yes) sends it while it grows instead (follow()), so the send overlaps the pass.
  *
- * The file holds exactly the "d" ranges of the pack layout when the layout keeps every zero run
- * (packLayout does up to MAX_PACK_RANGES ranges; the flash compares the counts); otherwise it is not used. Its md5 is
- * taken as it is written, and the bytes read back to send are hashed again: a file that changed on
- * this disk is caught before anything on the board is overwritten.
+ * The file holds exactly the "d" ranges of the pack layout made from the zero runs it left out
+ * (SpoolFile.zeroRuns). It decides each run as the run ends, not knowing how many follow, and the
+ * layout may not exceed MAX_PACK_RANGES ranges (the helper pays a process or two per range): so it
+ * leaves out at most MAX_SKIPPED runs, and the later ones only when they are long (skipThreshold);
+ * a run kept goes to the encoder as zeros (lzop makes ~4 KiB of a MiB of them). An image with up
+ * to half that many runs is packed as fully as the scan's own layout; one with thousands (a
+ * fragmented filesystem) still has its long runs left out. Its md5 is taken as it is written, and
+ * the bytes read back to send are hashed again: a file that changed on this disk is caught before
+ * anything on the board is overwritten.
  *
  * Bounded: the file may not outgrow `maxBytes` (the board's /dev/shm room once known, and this disk's
  * free space less a margin); past it the spool gives up and the flash makes its copy as before.
@@ -36,6 +42,21 @@ export interface SpoolFile {
   rawBytes: number;
   /** The transport it is: what the board decodes. */
   transport: "lzo";
+  /** The zero runs (whole ZERO_BLOCK blocks) it left out, in order: the "z" ranges of its pack layout. */
+  zeroRuns: { offset: number; length: number }[];
+}
+
+/** The most zero runs a copy leaves out: the layout they make has at most MAX_PACK_RANGES ranges. */
+export const MAX_SKIPPED = Math.floor((MAX_PACK_RANGES - 1) / 2);
+
+/**
+ * The shortest zero run left out once `skipped` runs are: any run for the first half of the budget,
+ * then 4, 16 and 64 blocks for the next quarter, eighth and the rest. Past the budget: none.
+ */
+export function skipThreshold(skipped: number, max = MAX_SKIPPED): number {
+  if (skipped >= max) return Number.POSITIVE_INFINITY;
+  const blocks = skipped < max / 2 ? 1 : skipped < (max * 3) / 4 ? 4 : skipped < (max * 7) / 8 ? 16 : 64;
+  return blocks * ZERO_BLOCK;
 }
 
 /** Free space this side keeps when spooling. */
@@ -62,9 +83,15 @@ export class Spool {
   private failed: string | undefined;
   private readonly removeDir: () => void;
   private fdOpen = true;
+  /** Zero blocks seen and not decided yet: left out or written as zeros once the run ends. */
+  private pendingZero: { offset: number; length: number } | undefined;
+  private readonly skipped: { offset: number; length: number }[] = [];
 
-  /** Start one, or say why not (no room on this side's disk). */
-  static start(encoder: readonly string[], maxBytes: number, base = tmpdir()): Spool | string {
+  /**
+   * Start one, or say why not (no room on this side's disk). `maxSkipped`: the most zero runs left
+   * out (tests use a small one).
+   */
+  static start(encoder: readonly string[], maxBytes: number, base = tmpdir(), maxSkipped = MAX_SKIPPED): Spool | string {
     let free: number;
     try {
       const s = statfsSync(base);
@@ -74,10 +101,15 @@ export class Spool {
     }
     const room = Math.min(maxBytes, free - DISK_MARGIN);
     if (room <= 0) return `${base} has too little free space`;
-    return new Spool(encoder, room, base);
+    return new Spool(encoder, room, base, maxSkipped);
   }
 
-  private constructor(encoder: readonly string[], maxBytes: number, base: string) {
+  private constructor(
+    encoder: readonly string[],
+    maxBytes: number,
+    base: string,
+    private readonly maxSkipped: number,
+  ) {
     this.maxBytes = maxBytes;
     const scratch = privateTempDir("copy", base);
     this.removeDir = scratch.remove;
@@ -141,6 +173,7 @@ export class Spool {
   async end(size: number): Promise<SpoolFile | undefined> {
     if (!this.failed && size !== this.blockStart + this.fill) this.fail(`the image pass ended at ${size}, the copy at ${this.blockStart + this.fill}`);
     if (!this.failed && this.fill > 0) await this.flush();
+    if (!this.failed) await this.closeZeroRun();
     this.child.stdin!.end();
     // Once given up, its end is not waited for (a killed encoder's children may hold its output open).
     const code = this.failed ? undefined : await this.exited;
@@ -149,7 +182,7 @@ export class Spool {
     if (this.failed) return undefined;
     this.complete = true;
     this.wake();
-    return { path: this.path, bytes: this.onDisk, md5: this.md5.digest("hex"), rawBytes: this.rawBytes, transport: "lzo" };
+    return { path: this.path, bytes: this.onDisk, md5: this.md5.digest("hex"), rawBytes: this.rawBytes, transport: "lzo", zeroRuns: this.skipped };
   }
 
   /** Remove the file (idempotent); a pass still feeding it goes on without it. */
@@ -199,15 +232,43 @@ export class Spool {
   private flush(): Promise<void> | undefined {
     const len = this.fill;
     const data = this.block.subarray(0, len);
+    const start = this.blockStart;
     this.blockStart += len;
     this.fill = 0;
-    if (isZero(data)) return;
+    // A zero block waits for its run's end, unless no run can be left out any more (it is data then).
+    if (isZero(data) && skipThreshold(this.skipped.length, this.maxSkipped) !== Number.POSITIVE_INFINITY) {
+      if (this.pendingZero) this.pendingZero.length += len;
+      else this.pendingZero = { offset: start, length: len };
+      return;
+    }
+    this.closeZeroRun();
     this.rawBytes += len;
     this.collect(len);
     // The encoder owns this buffer now; the next block gets a new one.
     const ok = this.child.stdin!.write(data);
     this.block = Buffer.allocUnsafe(ZERO_BLOCK);
-    if (ok || this.ended()) return;
+    return ok ? undefined : this.drained();
+  }
+
+  /** The zero run before this point ends: left out (a "z" range) or given to the encoder as zeros. */
+  private closeZeroRun(): Promise<void> | undefined {
+    const run = this.pendingZero;
+    this.pendingZero = undefined;
+    if (!run) return;
+    if (run.length >= skipThreshold(this.skipped.length, this.maxSkipped)) {
+      this.skipped.push(run);
+      return;
+    }
+    // Kept: written as data. Shorter than the threshold, so at most 63 blocks; the shared zero block
+    // is never changed, so it is queued as is, and the caller's next write waits for the drain.
+    let ok = true;
+    for (let left = run.length; left > 0; left -= ZERO_BLOCK) ok = this.child.stdin!.write(ZERO.subarray(0, Math.min(left, ZERO_BLOCK)));
+    this.rawBytes += run.length;
+    return ok ? undefined : this.drained();
+  }
+
+  private drained(): Promise<void> | undefined {
+    if (this.ended()) return;
     return new Promise((resolve) => {
       const done = () => {
         this.child.stdin!.off("drain", done);

@@ -287,13 +287,15 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
           scan = await scanImage(image, { ...scanOpts(image), extents: boot?.extents, regions, bmap });
         }
         trace("image read");
-        const layout = packLayout(scan.rawSize, scan.zeroRuns, bmap ? mergeRegions(bmap.ranges) : undefined);
-        packedBytes = layout?.dataBytes;
-        // The copy made during the pass carries every non-zero block: usable when the layout keeps every zero run.
+        // The copy made during the pass carries the image without the zero runs it left out: the pack
+        // layout is made of those (each one of the scan's runs; every byte else is in the copy).
         let spooled = spool ? await spool.end(scan.rawSize) : undefined;
-        if (spool) trace(spooled ? `copy made during the pass: ${spooled.bytes} bytes` : `no copy during the pass: ${spool.problem}`);
-        const zeroBytes = scan.zeroRuns.reduce((n, r) => n + r.length, 0);
-        const layoutMatches = Boolean(spooled && layout && !bmap && layout.zeroBytes === zeroBytes && layout.dataBytes === spooled.rawBytes);
+        if (spool) trace(spooled ? `copy made during the pass: ${spooled.bytes} bytes, ${spooled.zeroRuns.length} of ${scan.zeroRuns.length} zero runs left out` : `no copy during the pass: ${spool.problem}`);
+        const scanRuns = new Set(scan.zeroRuns.map((r) => `${r.offset}+${r.length}`));
+        const runs = spooled && !bmap && spooled.zeroRuns.every((r) => scanRuns.has(`${r.offset}+${r.length}`)) ? spooled.zeroRuns : scan.zeroRuns;
+        const layout = packLayout(scan.rawSize, runs, bmap ? mergeRegions(bmap.ranges) : undefined);
+        packedBytes = layout?.dataBytes;
+        const layoutMatches = Boolean(spooled && layout && runs === spooled.zeroRuns && layout.dataBytes === spooled.rawBytes);
         if (!layoutMatches) spooled = undefined;
         let planned = plan(scan);
         let transport: Preflight["transport"];

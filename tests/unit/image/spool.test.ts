@@ -5,15 +5,15 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { closeSync, existsSync, ftruncateSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { estimateTransports, pickTransport, type Rates } from "../../../src/core/transport.ts";
 import { encoderFor } from "../../../src/image/filter.ts";
-import { packLayout } from "../../../src/image/pack.ts";
+import { MAX_PACK_RANGES, packLayout } from "../../../src/image/pack.ts";
 import { scanImage } from "../../../src/image/scan.ts";
 import { openImage } from "../../../src/image/source.ts";
-import { Spool } from "../../../src/image/spool.ts";
+import { MAX_SKIPPED, Spool, skipThreshold } from "../../../src/image/spool.ts";
 import { writeSparseImage } from "./_sparse.ts";
 
 const MiB = 1 << 20;
@@ -28,9 +28,9 @@ spawnSync("xz", ["-k", "-1", raw]);
 const rawZeroTail = join(dir, "z.img");
 const bytesZeroTail = writeSparseImage(rawZeroTail, 9.5 * MiB, [{ offset: MiB, length: 2 * MiB }], (_i, j) => (j * 13) & 255);
 
-async function spoolOf(file: string, maxBytes = Number.POSITIVE_INFINITY, base = dir) {
+async function spoolOf(file: string, maxBytes = Number.POSITIVE_INFINITY, base = dir, maxSkipped?: number) {
   const enc = (await encoderFor("lzo"))!;
-  const spool = Spool.start(enc, maxBytes, base);
+  const spool = Spool.start(enc, maxBytes, base, maxSkipped);
   if (typeof spool === "string") throw new Error(spool);
   const image = await openImage(file);
   const scan = await scanImage(image, { rangeSize: MiB, tap: (c, pos) => spool.feed(c, pos) });
@@ -38,8 +38,19 @@ async function spoolOf(file: string, maxBytes = Number.POSITIVE_INFINITY, base =
   return { spool, scan, made, enc };
 }
 
+/** writeSparseImage without reading the file back (too large to hold). */
+function writeSparseImageNoRead(path: string, size: number, data: readonly { offset: number; length: number }[]): void {
+  const fd = openSync(path, "w");
+  try {
+    ftruncateSync(fd, size);
+    for (const [i, d] of data.entries()) writeSync(fd, Buffer.alloc(d.length, (i % 250) + 1), 0, d.length, d.offset);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 function decode(enc: string[], path: string): Buffer {
-  const r = spawnSync(enc[0]!, ["lzop", "-dc", path], { maxBuffer: 64 << 20 });
+  const r = spawnSync(enc[0]!, ["lzop", "-dc", path], { maxBuffer: 256 << 20 });
   expect(r.status).toBe(0);
   return r.stdout;
 }
@@ -67,6 +78,68 @@ describe("Spool", () => {
       spool.remove();
     }, 60_000);
   }
+
+  test("more zero runs than a layout may have: the first ones left out, then only long ones, then none; the file is the data ranges of the layout they make", async () => {
+    // Data blocks between zero runs of 1, 2, 5, 20, 70, 1, 70 and 3 MiB (the last one the image's tail).
+    const runs = [1, 2, 5, 20, 70, 1, 70, 3];
+    const data: { offset: number; length: number }[] = [];
+    let at = 0;
+    for (const mib of runs) {
+      data.push({ offset: at + 1000, length: 5000 });
+      at += MiB + mib * MiB;
+    }
+    const file = join(dir, "runs.img");
+    const image = writeSparseImage(file, at, data, (i, j) => (i * 11 + j) % 253 || 1);
+    // At most 4 runs left out: any run for the first 2, then 4 blocks, 16 blocks, and past 4 none.
+    expect([0, 1, 2, 3, 4].map((k) => skipThreshold(k, 4) / MiB)).toEqual([1, 1, 4, 16, Number.POSITIVE_INFINITY]);
+    const { spool, scan, made, enc } = await spoolOf(file, Number.POSITIVE_INFINITY, dir, 4);
+    expect(scan.zeroRuns.map((r) => r.length / MiB)).toEqual(runs);
+    // 1 (any), 2 (any), 5 (>= 4), 20 (>= 16): then the budget is spent and the 70s stay data.
+    expect(made!.zeroRuns.map((r) => r.length / MiB)).toEqual([1, 2, 5, 20]);
+    for (const r of made!.zeroRuns) expect(scan.zeroRuns).toContainEqual(r);
+    const layout = packLayout(scan.rawSize, made!.zeroRuns)!;
+    expect(layout.ranges.length).toBeLessThanOrEqual(2 * 4 + 1);
+    expect(made!.rawBytes).toBe(layout.dataBytes);
+    const expected = Buffer.concat(layout.ranges.filter((r) => !r.zero).map((r) => image.subarray(r.offset, r.offset + r.length)));
+    expect(Buffer.compare(decode(enc, made!.path), expected)).toBe(0);
+    spool.remove();
+  }, 60_000);
+
+  test(`a fragmented image (${MAX_SKIPPED + 45} runs of 1 MiB, then one of 9): the layout stays within ${MAX_PACK_RANGES} ranges, the long run is left out`, async () => {
+    const n = MAX_SKIPPED + 45;
+    const data: { offset: number; length: number }[] = [];
+    for (let i = 0; i < n; i++) data.push({ offset: 2 * i * MiB + 7, length: 300 });
+    const file = join(dir, "fragmented.img");
+    const size = 2 * n * MiB + 8 * MiB;
+    writeSparseImageNoRead(file, size, data);
+    const { spool, scan, made, enc } = await spoolOf(file);
+    expect(scan.zeroRuns.length).toBe(n);
+    expect(scan.zeroRuns.at(-1)!.length).toBe(9 * MiB);
+    // Runs of one block fill the first half of the budget; the last one is long enough for the next tier.
+    expect(made!.zeroRuns.length).toBe(Math.ceil(MAX_SKIPPED / 2) + 1);
+    expect(made!.zeroRuns.at(-1)).toEqual(scan.zeroRuns.at(-1)!);
+    const layout = packLayout(scan.rawSize, made!.zeroRuns)!;
+    expect(layout.ranges.length).toBeLessThanOrEqual(MAX_PACK_RANGES);
+    expect(made!.rawBytes).toBe(layout.dataBytes);
+    // The decoded file against the image's d ranges, both hashed as they stream.
+    const want = new Bun.CryptoHasher("md5");
+    const fd = openSync(file, "r");
+    try {
+      for (const r of layout.ranges.filter((x) => !x.zero)) {
+        for (let off = 0; off < r.length; off += 8 * MiB) {
+          const b = Buffer.alloc(Math.min(8 * MiB, r.length - off));
+          readSync(fd, b, 0, b.length, r.offset + off);
+          want.update(b);
+        }
+      }
+    } finally {
+      closeSync(fd);
+    }
+    const got = spawnSync("sh", ["-c", '"$1" lzop -dc "$2" | md5sum', "-", enc[0]!, made!.path]);
+    expect(got.stdout.toString().split(" ")[0]).toBe(want.digest("hex"));
+    spool.remove();
+    rmSync(file);
+  }, 120_000);
 
   test("a copy that outgrows its bound is given up (the pass still completes) and leaves nothing", async () => {
     const before = readdirSync(dir).length;
