@@ -115,7 +115,7 @@ let runSeconds = 0;
 const t0Run = performance.now();
 const loadBefore = loadavg();
 
-const target = await ensureImage(pair.image);
+const target = await ensureImage(pair.image, "xz", "gz", "zst");
 await ensureImage(pair.board);
 const randomFile = join(work, "random-256m");
 

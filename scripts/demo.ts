@@ -14,7 +14,7 @@ process.env.FLASH_LIVE_HARNESS = "1";
 const say = (s: string) => console.log(`\n\x1b[1m== ${s}\x1b[0m`);
 
 say("building or reusing the board images (first run: ~10-20 min, then cached)");
-const [, image] = await Promise.all([ensureImage("A"), ensureImage("B-cloud")]);
+const [, image] = await Promise.all([ensureImage("A"), ensureImage("B-cloud", "xz")]);
 say("booting board A in QEMU");
 const board = await startBoard({ image: "A" });
 const home = new UserHome();

@@ -39,9 +39,10 @@ export async function flashAndProve(opts: {
   verify?: "ok" | "repaired";
 }): Promise<CliResult> {
   const { board, home } = opts;
-  const img = opts.arch === "arm64" ? await ensureArm64Image(opts.image) : await ensureImage(opts.image);
+  const forms = opts.file === "raw" ? [] : [opts.file];
+  const img = opts.arch === "arm64" ? await ensureArm64Image(opts.image, ...forms) : await ensureImage(opts.image, ...forms);
   const before = await board.bootId();
-  const file = img[opts.file];
+  const file = opts.file === "raw" ? img.raw : img[opts.file];
   const t0 = performance.now();
   const dump = home.path(`patch-${opts.image}-${opts.file}`);
   const cli = home.run(["flash", "board", file, "--yes", ...opts.args], { env: { FLASH_LIVE_TEST_PATCH_OUT: dump, ...opts.env } });
@@ -67,7 +68,7 @@ export async function flashAndProve(opts: {
   expect(r.stdout + r.stderr).toContain(`flash record on the board (/boot/firmware/flash-live.txt): verify ${opts.verify ?? "ok"}, ${basename(file)}`);
   // For the closing note: wall time to the reset, and bytes on the wire vs the file's size.
   const done = /done in [^\n]*/.exec(r.stdout + r.stderr)?.[0];
-  console.log(`[flash e2e] ${opts.image}.${opts.file} (${img.sizes[opts.file]} B) ${opts.args.join(" ")}: flash to reset ${held.toFixed(1)} s; ${done}`);
+  console.log(`[flash e2e] ${opts.image}.${opts.file} (${opts.file === "raw" ? img.sizes.raw : img.sizes[opts.file]} B) ${opts.args.join(" ")}: flash to reset ${held.toFixed(1)} s; ${done}`);
   return r;
 }
 

@@ -95,7 +95,7 @@ function closedPort(): Promise<number> {
 describe("check", () => {
   test("passing: L board, L2.img.xz -> exit 0, table and JSON; nothing changed on the board", async () => {
     const { board, home } = await boardWithHome();
-    const l2 = await ensureImage("L2");
+    const l2 = await ensureImage("L2", "xz");
     const before = await boardState(board);
 
     const t = await home.run(["check", "board", l2.xz]);
@@ -171,7 +171,7 @@ describe("check", () => {
 
   test("refuses an image larger than the disk: exit 1, both sizes in table and JSON", async () => {
     const { board, home } = await boardWithHome();
-    const l2 = await ensureImage("L2");
+    const l2 = await ensureImage("L2", "xz");
     const big = oversizedRaw(l2.raw, 600 * MiB);
     const before = await boardState(board);
 
@@ -198,7 +198,7 @@ describe("check", () => {
 
   test("refuses when /dev/shm has no room for the ramfs copy: exit 1, numbers in table and JSON", async () => {
     const { board, home } = await boardWithHome();
-    const l2 = await ensureImage("L2");
+    const l2 = await ensureImage("L2", "xz");
     // Leave ~40 MiB of /dev/shm free: less than the 65 MiB .xz plus the 64 MiB margin.
     const avail = Number((await board.ssh("df -P /dev/shm | awk 'NR==2 {print $4}'")).stdout.trim()) * 1024;
     await board.ssh(`fallocate -l ${avail - 40 * MiB} /dev/shm/filler`, { user: "root" });
@@ -231,7 +231,7 @@ describe("check", () => {
 
   test("refuses when sudo needs a password (user strict): exit 1, reason in table and JSON", async () => {
     const { board, home } = await boardWithHome({ user: "strict" });
-    const l2 = await ensureImage("L2");
+    const l2 = await ensureImage("L2", "xz", "gz");
     const before = await boardState(board);
 
     const t = await home.run(["check", "board", l2.xz]);
@@ -263,7 +263,7 @@ describe("check", () => {
     homes.push(home);
     const port = await closedPort();
     writeFileSync(home.path(".ssh", "config"), `Host gone\n  HostName 127.0.0.1\n  Port ${port}\n  User pi\n`, { mode: 0o600 });
-    const l2 = await ensureImage("L2");
+    const l2 = await ensureImage("L2", "xz");
 
     const t = await home.run(["check", "gone", l2.xz], { timeoutMs: 120_000 });
     expect(t.code).toBe(1);

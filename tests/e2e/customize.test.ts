@@ -90,7 +90,7 @@ async function flashWithConfig(
   hostname: string,
   env: Record<string, string> = {},
 ): Promise<Flashed> {
-  const img = await ensureImage(image);
+  const img = await ensureImage(image, file);
   const conf = writeConfig(home, hostname);
   const dump = home.path("patch");
   const bootIdBefore = await board.bootId();
@@ -414,12 +414,12 @@ describe("first-boot customization", () => {
 
   test("an invalid config is refused before anything happens, naming file:line", async () => {
     const { board, home } = await boardWithHome("A");
-    const img = await ensureImage("B");
+    const img = await ensureImage("B", "gz");
     const before = await board.bootId();
     const conf = home.path("bad.conf");
     await Bun.write(conf, "# a typo in the host name\n\nhostname=bad_name!\nuser=skipper\npassword=x\n");
     const dump = home.path("patch");
-    const r = await home.run(["flash", "board", img.xz, "--yes", "--config", conf, "--accept-new-host-key"], { env: { FLASH_LIVE_TEST_PATCH_OUT: dump }, timeoutMs: 300_000 });
+    const r = await home.run(["flash", "board", img.gz, "--yes", "--config", conf, "--accept-new-host-key"], { env: { FLASH_LIVE_TEST_PATCH_OUT: dump }, timeoutMs: 300_000 });
     const out = r.stdout + r.stderr;
     expect(r.code).not.toBe(0);
     expect(out).toContain(`${conf}:3: hostname: "bad_name!" is not a valid host name`);

@@ -88,7 +88,7 @@ const out = (r: CliResult) => r.stdout + r.stderr;
 describe("flash refuses before any write", () => {
   test("truncated .xz (cut in half): refused, message says so, board still runs L", async () => {
     const { board, home } = await boardWithHome();
-    const l2 = await ensureImage("L2");
+    const l2 = await ensureImage("L2", "xz");
     const cut = join(scratch, "half.img.xz");
     copyFileSync(l2.xz, cut);
     const fd = openSync(cut, "r+");
@@ -107,7 +107,7 @@ describe("flash refuses before any write", () => {
 
   test("truncated .gz (no index: found by the full scan on this side): refused, board still runs L", async () => {
     const { board, home } = await boardWithHome();
-    const l2 = await ensureImage("L2");
+    const l2 = await ensureImage("L2", "gz");
     const cut = join(scratch, "half.img.gz");
     copyFileSync(l2.gz, cut);
     const fd = openSync(cut, "r+");
@@ -127,7 +127,7 @@ describe("flash refuses before any write", () => {
 
   test("one byte flipped inside a .xz (complete file, intact index; xz's CRC64 catches it, busybox's xzcat would not): refused, board still runs L", async () => {
     const { board, home } = await boardWithHome();
-    const l2 = await ensureImage("L2");
+    const l2 = await ensureImage("L2", "xz");
     const bad = join(scratch, "flipped.img.xz");
     copyFileSync(l2.xz, bad);
     const fd = openSync(bad, "r+");
@@ -149,7 +149,7 @@ describe("flash refuses before any write", () => {
 
   test("image larger than the disk: refused, the message names both sizes", async () => {
     const { board, home } = await boardWithHome();
-    const l2 = await ensureImage("L2");
+    const l2 = await ensureImage("L2", "xz");
     // L2 followed by 280 MiB of zeros: 600 MiB raw for a 512 MiB disk. Two concatenated xz streams
     // are one valid .xz file (xz -dc writes both); its size comes from both stream indexes.
     const big = join(scratch, "big.img.xz");
@@ -175,7 +175,7 @@ describe("flash refuses before any write", () => {
     // B: 1 GiB raw for a 512 MiB disk. A .gz says nothing about its size before it is read, so the
     // whole pass runs, and with --yes the copy goes to the board meanwhile (its 181 MiB fit in the
     // board's /dev/shm); the refusal must stop that send and leave nothing behind.
-    const b = await ensureImage("B");
+    const b = await ensureImage("B", "gz");
     const before = await boardState(board);
 
     const r = await home.run(["flash", "board", b.gz, "--yes"], { env: { CONSOLA_LEVEL: "4" } });
@@ -191,7 +191,7 @@ describe("flash refuses before any write", () => {
 
   test("wrong host key in known_hosts: refused, names the file and ssh-keygen -R, nothing changed", async () => {
     const { board, home } = await boardWithHome();
-    const l2 = await ensureImage("L2");
+    const l2 = await ensureImage("L2", "xz");
     const other = join(scratch, "other_host_key");
     rmSync(other, { force: true });
     rmSync(`${other}.pub`, { force: true });
@@ -219,7 +219,7 @@ describe("flash refuses before any write", () => {
 
   test("non-interactive run without --yes: exit 2, nothing changed", async () => {
     const { board, home } = await boardWithHome();
-    const l2 = await ensureImage("L2");
+    const l2 = await ensureImage("L2", "xz");
     const before = await boardState(board);
 
     const r = await home.run(["flash", "board", l2.xz]);
@@ -297,7 +297,7 @@ describe("flash-live killed during the ramfs copy", () => {
   for (const signal of ["SIGKILL", "SIGTERM", "SIGINT"] as const) {
     test(`${signal} while sending: board untouched, no partial copy, /dev/shm clean`, async () => {
       const { board, home } = await boardWithHome();
-      const l2 = await ensureImage("L2");
+      const l2 = await ensureImage("L2", "xz");
       const before = await boardState(board);
 
       // This side's scratch (its busybox, the copy made during the image pass) in a directory of its own.
@@ -342,7 +342,7 @@ describe("flash-live killed during the ramfs copy", () => {
 describe("the SSH connection dropped during the ramfs copy", () => {
   test("sshd's session killed on the board: flash-live fails clearly, board untouched, /dev/shm clean", async () => {
     const { board, home } = await boardWithHome();
-    const l2 = await ensureImage("L2");
+    const l2 = await ensureImage("L2", "xz");
     const before = await boardState(board);
 
     const cli = spawnCli(home, ["flash", "board", l2.xz, "--yes"]);

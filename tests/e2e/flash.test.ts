@@ -74,7 +74,7 @@ describe("remote", () => {
 describe("block map (issue 5)", () => {
   test("ramfs, .img.xz with bmaptool's .bmap: only mapped ranges written and read back; a hole keeps old bytes; boots", async () => {
     const { board, home } = await boardWithHome("L");
-    const img = await ensureImage("L2");
+    const img = await ensureImage("L2", "xz");
     // The image next to its map, as users get them: L2.img.xz + L2.img.bmap (bmaptool, the oracle).
     const dir = home.path("images");
     mkdirSync(dir);
@@ -146,7 +146,7 @@ describe("verification", () => {
 
   test("stream, .img.gz re-encoded as lzop -1 on this side (--transport lzo): a corrupted range is reported, the run fails", async () => {
     const { board, home } = await boardWithHome("L");
-    const img = await ensureImage("L2");
+    const img = await ensureImage("L2", "gz");
     const dump = home.path("patch");
     const cli = home.run(["flash", "board", img.gz, "--stream", "--transport", "lzo", "--yes", "--accept-new-host-key"], { env: { FLASH_LIVE_TEST_FAULT: FAULT, FLASH_LIVE_TEST_PATCH_OUT: dump } });
     await board.waitHeld(600_000);

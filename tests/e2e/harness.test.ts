@@ -5,12 +5,14 @@
  * One QEMU at a time (2 cores): every test stops its board in afterEach.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { shellQuote } from "../../src/util/shell.ts";
 import { run } from "../harness/_run.ts";
 import { type Board, startBoard } from "../harness/board.ts";
 import { ensureImage } from "../harness/build-image.ts";
+import { ensureForm, PACKED, withForms } from "../harness/compress.ts";
 import { parsePartitionTable, readRaw } from "../harness/disk.ts";
 import { parseConfigTxt } from "../harness/firmware.ts";
 import { BOARD_MARKER_PATH, BOARD_MARKER_TEXT } from "../harness/recipes.ts";
@@ -68,14 +70,43 @@ describe("board images", () => {
       expect(cmdline).toContain(`root=PARTUUID=${img.partuuid.root}`);
       const config = parseConfigTxt((await run(["mtype", "-i", `${img.raw}@@${boot.start}`, "::/config.txt"])).stdout);
       expect(config).toEqual({ kernel: "vmlinuz", initramfs: "initrd.img", cmdline: "cmdline.txt" });
-      report(`${name}: raw ${img.sizes.raw} xz ${img.sizes.xz} gz ${img.sizes.gz} zst ${img.sizes.zst} (${img.buildSeconds ? `built in ${img.buildSeconds} s` : "cached"})`);
+      report(`${name}: raw ${img.sizes.raw} (${img.buildSeconds ? `built in ${img.buildSeconds} s` : "cached"})`);
     }
   }, COLD_BUILD_MS);
+
+  test("compressed forms: made on first use, once for two callers at once; each decompresses to the raw image", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "flash-live-forms-"));
+    try {
+      const raw = join(dir, "x.img");
+      // 6 MiB: text-like bytes and a zero MiB, so every codec has work and the output is small.
+      const bytes = Buffer.alloc(6 << 20);
+      for (let i = 0; i < 5 << 20; i++) bytes[i] = 97 + ((i * 7 + (i >> 12)) % 23);
+      writeFileSync(raw, bytes);
+      const img = { raw, sizes: { raw: bytes.length } };
+      const [a, b] = await Promise.all([withForms(img, PACKED), withForms(img, ["xz", "xz"] as const)]);
+      expect(b.xz).toBe(a.xz);
+      const decode = { xz: ["xz", "-dc"], gz: ["gzip", "-dc"], zst: ["zstd", "-qdc"] } as const;
+      for (const f of PACKED) {
+        expect(a[f]).toBe(`${raw}.${f}`);
+        expect(a.sizes[f]).toBe(statSync(a[f]).size);
+        const out = Bun.spawnSync([...decode[f], a[f]]);
+        expect(out.exitCode).toBe(0);
+        expect(Buffer.compare(out.stdout, bytes)).toBe(0);
+      }
+      // Made once: the second caller found the file (no leftover temporary files either).
+      expect(readdirSync(dir).filter((n) => n.includes(".tmp-"))).toEqual([]);
+      const mtime = statSync(a.xz).mtimeMs;
+      await ensureForm(raw, "xz");
+      expect(statSync(a.xz).mtimeMs).toBe(mtime);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe("boards", () => {
   test("L board from snapshot, flashed BY HAND with L2 (FIELD-NOTES §2): disk == L2.img byte for byte, boots L2's cmdline, new boot_id", async () => {
-    const l2 = await ensureImage("L2");
+    const l2 = await ensureImage("L2", "xz");
     board = await startBoard({ image: "L", disk: "virtio", holdAtReboot: true });
     report(`L restore: ${JSON.stringify(board.timings)}`);
     expect((await board.ssh("cat /etc/image-id")).stdout.trim()).toBe("L");

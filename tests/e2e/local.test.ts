@@ -25,14 +25,14 @@ beforeAll(async () => {
   stick = mkdtempSync(join(tmpdir(), "flash-live-stick-"));
   copyFileSync(BIN, join(stick, "flash-live"));
   Bun.spawnSync(["chmod", "755", join(stick, "flash-live")]);
-  const l2 = await ensureImage("L2");
-  const lgpt = await ensureImage("L-gpt");
+  const l2 = await ensureImage("L2", "xz");
+  const lgpt = await ensureImage("L-gpt", "xz");
   copyFileSync(l2.xz, join(stick, "L2.img.xz"));
   copyFileSync(lgpt.xz, join(stick, "L-gpt.img.xz"));
   stickArm64 = mkdtempSync(join(tmpdir(), "flash-live-stick-arm64-"));
   copyFileSync(BIN_ARM64, join(stickArm64, "flash-live"));
   Bun.spawnSync(["chmod", "755", join(stickArm64, "flash-live")]);
-  copyFileSync((await ensureArm64Image("L2")).xz, join(stickArm64, "L2.img.xz"));
+  copyFileSync((await ensureArm64Image("L2", "xz")).xz, join(stickArm64, "L2.img.xz"));
 }, 600_000);
 afterEach(async () => {
   for (const b of boards.splice(0)) await b.stop();

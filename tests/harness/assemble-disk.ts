@@ -1,20 +1,21 @@
 import { createHash } from "node:crypto";
 import { closeSync, openSync, readdirSync, readSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { log, run, since } from "./_run.ts";
+import { run } from "./_run.ts";
 
 /**
  * The disk of a board image, laid out like Raspberry Pi OS: partition 1 FAT32 `bootfs` at 4 MiB,
  * partition 2 ext4 `rootfs` after it to the end. No loop mounts (this machine's kernel has no vfat):
  * mkfs.vfat -C + mtools for the FAT, `mkfs.ext4 -d` straight into the image file at the partition's
- * offset. Then the .xz/.gz/.zst siblings. Shared by the x86 (build-image.ts) and arm64
- * (build-arm64.ts) builders; its text is part of both cache keys. (disk.ts reads a board's disk.)
+ * offset. (Its .xz/.gz/.zst forms are made on first use: compress.ts.) Shared by the x86
+ * (build-image.ts) and arm64 (build-arm64.ts) builders; its text is part of both cache keys.
+ * (disk.ts reads a board's disk.)
  */
 /** This file, hashed into the cache key of every image it assembles. */
 export const ASSEMBLE_DISK = import.meta.path;
 
 export interface DiskSpec {
-  /** The image file to create (its siblings get .xz, .gz, .zst). */
+  /** The image file to create. */
   raw: string;
   diskMiB: number;
   bootMiB: number;
@@ -30,7 +31,7 @@ export interface DiskSpec {
 export interface BuiltDisk {
   /** Partition offsets and sizes in bytes. */
   partitions: { start: number; size: number }[];
-  sizes: { raw: number; gz: number; xz: number; zst: number };
+  sizes: { raw: number };
   sha256: string;
 }
 
@@ -66,19 +67,7 @@ export async function assembleDisk(d: DiskSpec): Promise<BuiltDisk> {
   ]);
   await run(["rm", "-rf", d.rootDir, d.bootDir, fat]);
 
-  // The compressed forms (xz -1: ~5x faster than -6 for nearly the same size, FIELD-NOTES §2).
-  const t0 = performance.now();
-  await Promise.all([
-    run(["xz", "-k", "-T0", "-1", "-f", d.raw]),
-    run(["sh", "-c", 'gzip -1 -c "$1" > "$1.gz" && zstd -q -T0 -3 -f "$1" -o "$1.zst"', "-", d.raw]),
-  ]);
-  log(`compressed ${d.raw.split("/").pop()} in ${since(t0)} s`);
-  const sizes = {
-    raw: statSync(d.raw).size,
-    gz: statSync(`${d.raw}.gz`).size,
-    xz: statSync(`${d.raw}.xz`).size,
-    zst: statSync(`${d.raw}.zst`).size,
-  };
+  const sizes = { raw: statSync(d.raw).size };
   return { partitions, sizes, sha256: await sha256File(d.raw) };
 }
 

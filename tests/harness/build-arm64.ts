@@ -5,6 +5,7 @@ import { ASSEMBLE_DISK, assembleDisk, idsFor } from "./assemble-disk.ts";
 import type { BoardImage } from "./build-image.ts";
 import { hashOf, ROOTFS_DIR } from "./build-tree.ts";
 import { ensureCached } from "./cache.ts";
+import { type Packed, type WithForms, withForms } from "./compress.ts";
 import { ensureSuiteKey } from "./paths.ts";
 import { BOARD_MARKER_PATH, BOARD_MARKER_TEXT, BOARD_USERS, IMAGES, type ImageName } from "./recipes.ts";
 
@@ -28,7 +29,7 @@ const INITRAMFS_MODULES = ["virtio_blk", "crc32c_generic", "ext4"];
 const MiB = 1024 * 1024;
 
 /** The arm64 build of a light image (L, L2): same marker, its own cache entry `<name>-arm64`. */
-export async function ensureArm64Image(name: ImageName): Promise<BoardImage> {
+export async function ensureArm64Image<F extends Packed = never>(name: ImageName, ...forms: F[]): Promise<WithForms<BoardImage, F>> {
   const recipe = IMAGES[name];
   if (recipe.flavor !== "light") throw new Error(`arm64 boards exist for the light images only, not ${name}`);
   const tree = await ensureArm64Tree();
@@ -39,10 +40,10 @@ export async function ensureArm64Image(name: ImageName): Promise<BoardImage> {
     const info = await buildImage(name, key, tree.path, tmp, final);
     info.buildSeconds = since(t0);
     writeFileSync(join(tmp, "info.json"), `${JSON.stringify(info, null, 2)}\n`);
-    log(`image ${name}-arm64 built in ${info.buildSeconds} s (raw ${(info.sizes.raw / MiB).toFixed(1)} MiB, xz ${(info.sizes.xz / MiB).toFixed(1)} MiB)`);
+    log(`image ${name}-arm64 built in ${info.buildSeconds} s (raw ${(info.sizes.raw / MiB).toFixed(1)} MiB)`);
   });
   const info = JSON.parse(readFileSync(join(dir, "info.json"), "utf8")) as BoardImage;
-  return { ...info, buildSeconds: built ? info.buildSeconds : 0 };
+  return withForms({ ...info, buildSeconds: built ? info.buildSeconds : 0 }, forms);
 }
 
 // --- internal ---
@@ -205,7 +206,6 @@ async function buildImage(name: ImageName, key: string, treePath: string, tmp: s
   const rawFinal = join(finalDir, `${name}-arm64.img`);
   return {
     name, marker: recipe.marker, hostname, key, dir: finalDir,
-    raw: rawFinal, gz: `${rawFinal}.gz`, xz: `${rawFinal}.xz`, zst: `${rawFinal}.zst`,
-    sizes: disk.sizes, sha256: disk.sha256, table: "dos", partuuid: { boot: `${ids.diskId}-01`, root: `${ids.diskId}-02` }, partitions: disk.partitions, cmdline, buildSeconds: 0,
+    raw: rawFinal, sizes: disk.sizes, sha256: disk.sha256, table: "dos", partuuid: { boot: `${ids.diskId}-01`, root: `${ids.diskId}-02` }, partitions: disk.partitions, cmdline, buildSeconds: 0,
   };
 }

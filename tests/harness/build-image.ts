@@ -2,6 +2,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { chroot, log, run, since } from "./_run.ts";
 import { ensureCached } from "./cache.ts";
+import { type Packed, type WithForms, withForms } from "./compress.ts";
 import { ASSEMBLE_DISK, assembleDisk, idsFor } from "./assemble-disk.ts";
 import { ensureTree, hashOf, ROOTFS_DIR } from "./build-tree.ts";
 import { BOARD_MARKER_PATH, BOARD_MARKER_TEXT, IMAGES, type ImageName, type ImageRecipe } from "./recipes.ts";
@@ -20,10 +21,8 @@ export interface BoardImage {
   key: string;
   dir: string;
   raw: string;
-  gz: string;
-  xz: string;
-  zst: string;
-  sizes: { raw: number; gz: number; xz: number; zst: number };
+  /** The raw image's size; a form asked of ensureImage adds its own (compress.ts). */
+  sizes: { raw: number };
   /** sha256 of the raw image. */
   sha256: string;
   table: "dos" | "gpt";
@@ -38,8 +37,11 @@ export interface BoardImage {
 
 const building = new Map<ImageName, Promise<BoardImage>>();
 
-/** Build (or reuse from the cache) one board image with its .gz/.xz/.zst siblings. */
-export function ensureImage(name: ImageName): Promise<BoardImage> {
+/**
+ * Build (or reuse from the cache) one board image, with the compressed forms asked for (made on
+ * first use and kept: compress.ts): `(await ensureImage("L2", "xz")).xz`.
+ */
+export async function ensureImage<F extends Packed = never>(name: ImageName, ...forms: F[]): Promise<WithForms<BoardImage, F>> {
   const recipe = IMAGES[name];
   if (!recipe) throw new Error(`no board image named ${name}`);
   let p = building.get(name);
@@ -48,7 +50,7 @@ export function ensureImage(name: ImageName): Promise<BoardImage> {
     building.set(name, p);
     p.catch(() => building.delete(name));
   }
-  return p;
+  return withForms(await p, forms);
 }
 
 // --- internal ---
@@ -64,7 +66,7 @@ async function buildOrReuse(recipe: ImageRecipe): Promise<BoardImage> {
     const info = await build(recipe, key, tree.path, tmp, final);
     info.buildSeconds = since(t0);
     writeFileSync(join(tmp, "info.json"), `${JSON.stringify(info, null, 2)}\n`);
-    log(`image ${recipe.name} built in ${info.buildSeconds} s (raw ${mib(info.sizes.raw)}, xz ${mib(info.sizes.xz)})`);
+    log(`image ${recipe.name} built in ${info.buildSeconds} s (raw ${mib(info.sizes.raw)})`);
   });
   const info = JSON.parse(readFileSync(join(dir, "info.json"), "utf8")) as BoardImage;
   return { ...info, buildSeconds: built ? info.buildSeconds : 0 };
@@ -132,14 +134,13 @@ async function build(recipe: ImageRecipe, key: string, treePath: string, tmp: st
   ].join("\n"));
   if (recipe.tree === "cloud") await run(["cp", `${ROOTFS_DIR}/cloud-bootfs/meta-data`, `${ROOTFS_DIR}/cloud-bootfs/user-data`, bootDir]);
 
-  // 3. The disk (partition table, FAT, ext4) and its compressed forms.
+  // 3. The disk (partition table, FAT, ext4).
   const raw = join(tmp, `${recipe.name}.img`);
   const disk = await assembleDisk({ raw, diskMiB: recipe.diskMiB, bootMiB: recipe.bootMiB, table: recipe.table, bootDir, rootDir: root, tmp, ids });
   const rawFinal = join(finalDir, `${recipe.name}.img`);
   return {
     name: recipe.name, marker: recipe.marker, hostname, key, dir: finalDir,
-    raw: rawFinal, gz: `${rawFinal}.gz`, xz: `${rawFinal}.xz`, zst: `${rawFinal}.zst`,
-    sizes: disk.sizes, sha256: disk.sha256, table: recipe.table, partuuid, partitions: disk.partitions, cmdline, buildSeconds: 0,
+    raw: rawFinal, sizes: disk.sizes, sha256: disk.sha256, table: recipe.table, partuuid, partitions: disk.partitions, cmdline, buildSeconds: 0,
   };
 }
 
