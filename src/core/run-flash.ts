@@ -8,6 +8,7 @@ import { formatBytes } from "../image/source.ts";
 import { connectTarget, isInteractive } from "./connect.ts";
 import { createFlashHooks } from "./hooks.ts";
 import { fmtDuration } from "./progress.ts";
+import { shellQuote } from "../util/shell.ts";
 import { prepareBootFor, resolveCustomizationFor } from "./customize-step.ts";
 import pkg from "../../package.json" with { type: "json" };
 import type { ConfOrigins } from "../config/seed-conf.ts";
@@ -38,6 +39,15 @@ export async function flash(req: FlashRequest): Promise<FlashResult> {
   if (!req.local && !req.destination) throw new UserError("No host given.", "Usage: flash-live flash HOST IMAGE, or flash-live flash --local IMAGE", 2);
   // Config errors (bad hostname, unreadable key file) before any connection.
   const resolved = resolveCustomizationFor(req.config, req.origins, req.configDir);
+  // Known before any connection: nobody can confirm here, so do not make a script wait through the
+  // whole preflight (login, image pass, link measurement) to learn it. modes/flash.ts asks the same.
+  if (!(req.config.yes ?? false) && !interactive) {
+    throw new UserError(
+      "Refusing to overwrite a disk without confirmation in a non-interactive run.",
+      `Pass --yes to confirm in scripts. To see the plan without changing anything: flash-live check ${[req.local ? "--local" : req.destination ?? "HOST", req.imagePath].map((a) => shellQuote(a)).join(" ")}`,
+      2,
+    );
+  }
   const hooks = createFlashHooks();
   await registerPlugins(hooks, await loadPlugins(req.config.plugins ?? [], { baseDir: req.configDir }), { config: req.config });
   const started = performance.now();

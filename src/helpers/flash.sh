@@ -345,8 +345,11 @@ if [ -n "$VERIFY" ]; then
       # 64 MiB boundaries, on a block map's blocks, on the layout's 1 MiB blocks).
       bs=1048576
       while [ $((off % bs)) != 0 ] || [ $((src % bs)) != 0 ]; do bs=$((bs / 2)); done
+      # The decoder's stderr is dropped: dd stops reading at count, and the decoder then reports its
+      # broken pipe ("lzop: short write"), which is how this pipe ends. A real decode error leaves the
+      # range short or wrong, and the read-back below reports it.
       # shellcheck disable=SC2086
-      $DEC < "$SOURCE" | "$BB" dd of="$DISK" bs=$bs iflag=count_bytes,fullblock \
+      $DEC < "$SOURCE" 2>/dev/null | "$BB" dd of="$DISK" bs=$bs iflag=count_bytes,fullblock \
         skip=$((src / bs)) seek=$((off / bs)) count="$len" conv=notrunc,fsync 2>/dev/null
     done
     [ -n "$PATCH" ] && apply_extents "$PATCH" "$PATCH.bin"

@@ -217,7 +217,7 @@ describe("flash refuses before any write", () => {
     await expectUntouched(board, before);
   });
 
-  test("non-interactive run without --yes: exit 2, nothing changed", async () => {
+  test("non-interactive run without --yes: exit 2 before connecting, nothing changed", async () => {
     const { board, home } = await boardWithHome();
     const l2 = await ensureImage("L2", "xz");
     const before = await boardState(board);
@@ -226,6 +226,9 @@ describe("flash refuses before any write", () => {
     expect(r.code).toBe(2);
     expect(out(r)).toContain("without confirmation in a non-interactive run");
     expect(out(r)).toContain("--yes");
+    // At once, before the login and the image pass: nobody could have confirmed anyway.
+    expect(out(r)).toContain(`flash-live check board ${l2.xz}`);
+    expect(out(r)).not.toContain("checking image");
     expect(out(r)).not.toContain("sending");
     await expectUntouched(board, before);
   });
