@@ -74,6 +74,9 @@ export interface CheckReport {
   };
 }
 
+/** The image lines a refusal made before the image's content was read cannot fill in. */
+const NOT_READ = "not checked: refused before the image was read";
+
 /** Every preflight of `flash`, changing nothing on the board. */
 export async function check(req: CheckRequest): Promise<CheckReport> {
   const interactive = req.interactive ?? isInteractive();
@@ -155,7 +158,13 @@ export async function check(req: CheckRequest): Promise<CheckReport> {
         customization: pf.boot?.customization
           ? { mechanism: pf.boot.customization.mechanism, summary: pf.boot.customization.summary, patchBytes: pf.boot.extents.reduce((a, e) => a + e.data.length, 0) }
           : undefined,
-        record: pf.boot?.record ? `${RECORD_FILE} on the new boot partition` : req.config.record === false ? "no (--no-record)" : `none: ${pf.boot?.noRecord ?? "?"}`,
+        record: pf.boot?.record
+          ? `${RECORD_FILE} on the new boot partition`
+          : req.config.record === false
+            ? "no (--no-record)"
+            : pf.scan
+              ? `none: ${pf.boot?.noRecord ?? "no boot partition edit"}`
+              : NOT_READ,
       };
       report.plan = {
         mode: plan.mode,
@@ -199,7 +208,9 @@ export function formatCheck(r: CheckReport): string {
     if (i.fitsDisk !== undefined) add("  fits disk", i.fitsDisk ? "yes" : "NO");
     add("  record", i.record);
     if (i.bmap) add("  bmap", `${i.bmap.path}: ${formatBytes(i.bmap.mappedBytes)} mapped: only that is written`);
-    add("  customize", i.customization ? `${i.customization.mechanism}: ${i.customization.summary} (${formatBytes(i.customization.patchBytes)} of sectors)` : "no");
+    // Refused on what the board alone rules out: the image's content (boot partition) was not read.
+    const read = i.sha256 !== undefined;
+    add("  customize", i.customization ? `${i.customization.mechanism}: ${i.customization.summary} (${formatBytes(i.customization.patchBytes)} of sectors)` : read ? "no" : NOT_READ);
   }
   if (r.plan) {
     add("mode", `${r.plan.mode}: ${r.plan.reason}`);

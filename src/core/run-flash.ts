@@ -4,7 +4,7 @@ import type { FlashLiveConfig } from "../config/schema.ts";
 import { runFlash, type FlashResult } from "../modes/flash.ts";
 import { loadPlugins, registerPlugins } from "../plugins/load-plugins.ts";
 import { UserError } from "../errors.ts";
-import { formatBytes } from "../image/source.ts";
+import { formatBytes, openImage } from "../image/source.ts";
 import { connectTarget, isInteractive } from "./connect.ts";
 import { createFlashHooks } from "./hooks.ts";
 import { fmtDuration } from "./progress.ts";
@@ -48,6 +48,9 @@ export async function flash(req: FlashRequest): Promise<FlashResult> {
       2,
     );
   }
+  // A missing, unreadable or cut-short image (an .xz without its index) is known here in
+  // milliseconds: say so before the login (and any passphrase prompt), not after it.
+  await openImage(req.imagePath);
   const hooks = createFlashHooks();
   await registerPlugins(hooks, await loadPlugins(req.config.plugins ?? [], { baseDir: req.configDir }), { config: req.config });
   const started = performance.now();

@@ -210,6 +210,9 @@ describe("check", () => {
       expect(t.stdout).toContain("does not fit in the board's RAM for ramfs mode");
       expect(t.stdout).toContain("free in /dev/shm");
       expect(t.stdout).toContain("--stream");
+      // Refused before the image's content was read: what only that would tell is said to be unknown.
+      expect(t.stdout).toMatch(/^ {2}record +not checked: refused before the image was read$/m);
+      expect(t.stdout).toMatch(/^ {2}customize +not checked: refused before the image was read$/m);
 
       const j = await home.run(["check", "board", l2.xz, "--json"]);
       expect(j.code).toBe(1);

@@ -1,4 +1,7 @@
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { flash } from "../../../src/core/run-flash.ts";
 import { UserError } from "../../../src/errors.ts";
 
@@ -26,5 +29,33 @@ describe("flash() without --yes in a non-interactive run", () => {
     const e = await flash({ ...req, config: { hostname: "bad_name!" }, interactive: false }).catch((x) => x);
     expect(e).toBeInstanceOf(UserError);
     expect(e.message).toContain("not a valid host name");
+  });
+});
+
+describe("flash() with an image that cannot be flashed", () => {
+  const dir = mkdtempSync(join(tmpdir(), "flash-live-run-flash-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  // Confirmed (--yes), so only the image can stop it before the login to a host that answers nobody.
+  const flashIt = (imagePath: string) =>
+    flash({ local: false, destination: "pi@203.0.113.1", imagePath, configDir: "/", config: { yes: true }, interactive: false }).catch((x) => x);
+
+  test("a missing file: named before any login", async () => {
+    const t0 = performance.now();
+    const e = await flashIt(join(dir, "nope.img.xz"));
+    expect(performance.now() - t0).toBeLessThan(2000);
+    expect(e).toBeInstanceOf(UserError);
+    expect(e.message).toContain(`Image not found: ${join(dir, "nope.img.xz")}`);
+  });
+
+  test("an .xz cut short (no index): named before any login", async () => {
+    const xz = Bun.spawnSync(["xz", "-1", "-c"], { stdin: new Uint8Array(1 << 20).fill(7) });
+    expect(xz.exitCode).toBe(0);
+    const cut = join(dir, "cut.img.xz");
+    writeFileSync(cut, xz.stdout.subarray(0, Math.floor(xz.stdout.length / 2)));
+    const t0 = performance.now();
+    const e = await flashIt(cut);
+    expect(performance.now() - t0).toBeLessThan(2000);
+    expect(e).toBeInstanceOf(UserError);
+    expect(e.message).toMatch(/not a complete \.xz file/);
   });
 });
