@@ -13,7 +13,7 @@ export interface Progress {
 export function createProgress(label: string, total: number | undefined, out: NodeJS.WriteStream = process.stderr, extra?: () => string): Progress {
   const tty = Boolean(out.isTTY) && process.env.CI !== "true";
   const start = performance.now();
-  let last = 0;
+  let last = Number.NEGATIVE_INFINITY; // the first update always shows (performance.now() starts near 0)
   let lastDone = 0;
   // Speed over a sliding window so a stall shows up quickly.
   const window: [number, number][] = [];
@@ -21,10 +21,12 @@ export function createProgress(label: string, total: number | undefined, out: No
     window.push([now, done]);
     while (window.length > 2 && now - window[0]![0] > 5000) window.shift();
     const [t0, d0] = window[0]!;
-    const speed = now > t0 ? ((done - d0) / (now - t0)) * 1000 : 0;
+    // One sample is no speed: nothing shown rather than "0 B/s" (the first line of every bar).
+    const speed = window.length > 1 && now > t0 ? ((done - d0) / (now - t0)) * 1000 : undefined;
     const pct = total ? ` ${((done / total) * 100).toFixed(0).padStart(3)}%` : "";
-    const eta = total && speed > 0 ? `  ETA ${fmtDuration((total - done) / speed)}` : "";
-    return `${label}${pct}  ${formatBytes(done)}${total ? ` / ${formatBytes(total)}` : ""}  ${formatBytes(speed)}/s${eta}${extra?.() ?? ""}`;
+    const eta = total && speed ? `  ETA ${fmtDuration((total - done) / speed)}` : "";
+    const rate = speed === undefined ? "" : `  ${formatBytes(speed)}/s`;
+    return `${label}${pct}  ${formatBytes(done)}${total ? ` / ${formatBytes(total)}` : ""}${rate}${eta}${extra?.() ?? ""}`;
   };
   return {
     update(done) {

@@ -318,14 +318,19 @@ repair_pieces() { # stdin: bad "offset length" lines; out: "disk_offset length c
         if (k[i] == "z") printf "%.0f %.0f -\n", from, to - from; else printf "%.0f %.0f %.0f\n", from, to - from, s[i] + from - o[i] } }'
 }
 
-verify_all() { # prints the bad ranges, one per line
+verify_all() { # prints the bad ranges, one per line; "@progress" lines go to fd 4 (the helper's stdout)
+  vtotal=$("$BB" awk '{ t += $2 } END { printf "%.0f", t }' "$1")
+  vdone=0
   while read -r off len want; do
     [ -n "$off" ] || continue
     got=$("$BB" dd if="$DISK" bs=1M iflag=skip_bytes,count_bytes,direct skip="$off" count="$len" 2>/dev/null |
       "$BB" md5sum | "$BB" awk '{print $1}')
     if [ "$got" != "$want" ]; then echo "$off $len $want"; fi
+    vdone=$((vdone + len))
+    at "progress $vdone $vtotal" >&4
   done < "$1"
 }
+exec 4>&1
 t_written=$("$BB" date +%s)
 verify_result=skipped
 if [ -n "$VERIFY" ]; then
@@ -356,6 +361,7 @@ if [ -n "$VERIFY" ]; then
     "$BB" blockdev --flushbufs "$DISK"
     at "repaired"
     repaired=1
+    at "phase verify again"
     bad=$(verify_all "$VERIFY")
   fi
   if [ -n "$bad" ]; then

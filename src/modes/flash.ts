@@ -676,7 +676,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
   let verified = outcome.verify;
   if (verified === "failed") {
     throw new UserError(
-      `VERIFICATION FAILED: after the write, ${plan.diskPath} does not hold the image; bad ranges (offset+length): ${outcome.badRanges}.`,
+      `VERIFICATION FAILED: after the write, ${plan.diskPath} does not hold the image; bad ranges (offset+length in bytes): ${describeRanges(outcome.badRanges)}.`,
       o.onVerifyFail === "halt"
         ? "The board was halted so the disk can be inspected; re-flash it."
         : "The board rebooted anyway (--on-verify-fail reboot). Re-flash it; if this repeats, suspect the disk (SD cards wear out).",
@@ -722,7 +722,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
     }
     if (verified === "failed") {
       throw new UserError(
-        `VERIFICATION FAILED: the flash record on the board says the read-back did not match the image (bad ranges: ${record?.["bad-ranges"] ?? "?"}).`,
+        `VERIFICATION FAILED: the flash record on the board says the read-back did not match the image (bad ranges, offset+length in bytes: ${record?.["bad-ranges"] ? describeRanges(record["bad-ranges"]) : "?"}).`,
         "Re-flash it; if this repeats, suspect the disk (SD cards wear out).",
       );
     }
@@ -853,6 +853,12 @@ interface HelperState {
 function followHelper(stdout: Readable, total: number, log: typeof consola): { done: Promise<HelperState>; snapshot: () => HelperState } {
   const state: HelperState = { committed: false, rebooting: false, verify: "skipped" };
   let progress: ReturnType<typeof createProgress> | undefined;
+  /** Set by a phase whose progress bar starts at its first "@progress DONE TOTAL" line. */
+  let progressLabel: string | undefined;
+  const endProgress = () => {
+    progress?.finish();
+    progress = undefined;
+  };
   let buf = "";
   let resolveDone!: (s: HelperState) => void;
   const done = new Promise<HelperState>((r) => (resolveDone = r));
@@ -865,27 +871,33 @@ function followHelper(stdout: Readable, total: number, log: typeof consola): { d
     const arg = rest.join(" ");
     switch (word) {
       case "phase":
+        endProgress();
         if (arg === "write") {
           state.committed = true;
           progress = createProgress("writing", total);
         } else {
-          if (progress) progress.finish();
-          progress = undefined;
           log.info(`board: ${arg}`);
+          // The read-back reports its own total (the verified ranges: with a block map, less than the image).
+          if (arg === "verify" || arg === "verify again") progressLabel = "reading back";
         }
         break;
       case "progress":
+        if (!progress && progressLabel) progress = createProgress(progressLabel, Number(rest[1]) || undefined);
+        progressLabel = undefined;
         progress?.update(Number(rest[0]));
         break;
       case "verify-mismatch":
+        endProgress();
         state.verify = "repaired";
         state.badRanges = arg;
-        log.warn(`read-back found bad ranges (${arg}); rewriting them from the copy in RAM`);
+        log.warn(`read-back found bad ranges (offset+length in bytes): ${describeRanges(arg)}; rewriting them from the copy in RAM`);
         break;
       case "verify-ok":
+        endProgress();
         if (state.verify !== "repaired") state.verify = "ok";
         break;
       case "verify-failed":
+        endProgress();
         state.verify = "failed";
         state.badRanges = arg;
         break;
@@ -918,6 +930,18 @@ function followHelper(stdout: Readable, total: number, log: typeof consola): { d
   });
   stdout.on("close", () => resolveDone(state));
   return { done, snapshot: () => state };
+}
+
+/** The helper's "OFFSET+LENGTH OFFSET+LENGTH " list, each also in MiB: "67108864+67108864 (64.0 MiB at 64.0 MiB)". */
+export function describeRanges(list: string | undefined): string {
+  const ranges = (list ?? "").trim().split(/\s+/).filter(Boolean);
+  if (!ranges.length) return "?";
+  return ranges
+    .map((r) => {
+      const [off, len] = r.split("+").map(Number);
+      return Number.isFinite(off) && Number.isFinite(len) ? `${r} (${formatBytes(len!)} at ${formatBytes(off!)})` : r;
+    })
+    .join(", ");
 }
 
 function parseAt(out: string): Record<string, string> {

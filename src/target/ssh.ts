@@ -188,9 +188,28 @@ function tcpConnect(r: ResolvedSshHost, timeoutMs: number): Promise<Socket> {
     });
     sock.once("error", (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      reject(new UserError(`Cannot connect to ${r.hostname} port ${r.port}: ${e.code ?? e.message}.`, "Is the board on and reachable? Check the address, the port and `ssh -G HOST`."));
+      reject(connectError(r, e));
     });
   });
+}
+
+/** A failed TCP connect in words: what the error code means for a board, and what to check. */
+export function connectError(r: Pick<ResolvedSshHost, "hostname" | "port">, e: NodeJS.ErrnoException): UserError {
+  const where = `${r.hostname} port ${r.port}`;
+  const check = "Check the address and the port (`ssh -G HOST` shows what ~/.ssh/config makes of them).";
+  switch (e.code) {
+    case "ENOTFOUND":
+    case "EAI_AGAIN":
+      return new UserError(`Cannot connect to ${where}: the name ${r.hostname} does not resolve (${e.code}).`, "Check the spelling, or use the board's IP address (`ssh -G HOST` shows what ~/.ssh/config makes of the name).");
+    case "ECONNREFUSED":
+      return new UserError(`Cannot connect to ${where}: connection refused (${e.code}): the host answers, but nothing listens on that port.`, `Is sshd running on the board, and on this port? ${check}`);
+    case "EHOSTUNREACH":
+    case "ENETUNREACH":
+    case "EHOSTDOWN":
+      return new UserError(`Cannot connect to ${where}: no route to the host (${e.code}).`, `Is the board on, and on this network? ${check}`);
+    default:
+      return new UserError(`Cannot connect to ${where}: ${e.code ?? e.message}.`, `Is the board on and reachable? ${check}`);
+  }
 }
 
 /**

@@ -24,7 +24,7 @@ describe("remote", () => {
     const { board, home } = await boardWithHome("L");
     const r = await flashAndProve({ board, home, image: "L2", file: "xz", args: ["--accept-new-host-key"], env: { FLASH_LIVE_TEST_FAULT: FAULT }, verify: "repaired" });
     const out = r.stdout + r.stderr;
-    expect(out).toContain("read-back found bad ranges (67108864+67108864");
+    expect(out).toContain("read-back found bad ranges (offset+length in bytes): 67108864+67108864 (64.0 MiB at 64.0 MiB); rewriting them");
     expect(out).toContain("verified: every byte on /dev/vda matches the image (after rewriting bad ranges from RAM)");
     expect(out).toContain("the board is back");
   });
@@ -54,7 +54,7 @@ describe("remote", () => {
     expect(out).toMatch(/packed     [\d.]+ MiB of the image's bytes travel; [\d.]+ MiB of zero blocks are written from the board's \/dev\/zero/);
     expect(out).toContain("checking the copy on the board: md5 of what arrived");
     // The bad 64 MiB range holds both sent data and zero blocks: both are rewritten.
-    expect(out).toContain("read-back found bad ranges (67108864+67108864");
+    expect(out).toContain("read-back found bad ranges (offset+length in bytes): 67108864+67108864 (64.0 MiB at 64.0 MiB); rewriting them");
     expect(out).toContain("verified: every byte on /dev/vda matches the image (after rewriting bad ranges from RAM)");
   });
 

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { flash } from "../../../src/core/run-flash.ts";
+import { describeRanges } from "../../../src/modes/flash.ts";
 import { UserError } from "../../../src/errors.ts";
 
 describe("flash() without --yes in a non-interactive run", () => {
@@ -57,5 +58,17 @@ describe("flash() with an image that cannot be flashed", () => {
     expect(performance.now() - t0).toBeLessThan(2000);
     expect(e).toBeInstanceOf(UserError);
     expect(e.message).toMatch(/not a complete \.xz file/);
+  });
+});
+
+describe("describeRanges: the helper's bad ranges, for people", () => {
+  test("each OFFSET+LENGTH keeps its bytes and gains its size and place", () => {
+    expect(describeRanges("67108864+67108864 ")).toBe("67108864+67108864 (64.0 MiB at 64.0 MiB)");
+    expect(describeRanges("0+4096 1073741824+1048576")).toBe("0+4096 (4.0 KiB at 0 B), 1073741824+1048576 (1.0 MiB at 1.0 GiB)");
+  });
+  test("nothing, or something else, is passed on as it is", () => {
+    expect(describeRanges(undefined)).toBe("?");
+    expect(describeRanges("  ")).toBe("?");
+    expect(describeRanges("garbled")).toBe("garbled");
   });
 });

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { RemoteCommandError, UserError } from "../../../src/errors.ts";
 import { addKnownHost } from "../../../src/target/known-hosts.ts";
-import { connectSsh, HostKeyError, type SshConnectOptions } from "../../../src/target/ssh.ts";
+import { connectError, connectSsh, HostKeyError, type SshConnectOptions } from "../../../src/target/ssh.ts";
 import { keygen, sessionPids, sshdAvailable, startSshd, type Sshd, type TestKey } from "../../fixtures/sshd/sshd.ts";
 
 test("sshd is available (install openssh-server: scripts/deps.sh)", () => {
@@ -554,5 +554,25 @@ describe("put", () => {
     } finally {
       await t.close();
     }
+  });
+});
+
+describe("connectError: a failed TCP connect in words", () => {
+  const err = (code: string) => Object.assign(new Error(`connect ${code}`), { code }) as NodeJS.ErrnoException;
+  const r = { hostname: "pi4.local", port: 2222 };
+  test("a name that does not resolve says so and suggests the IP address", () => {
+    const e = connectError(r, err("ENOTFOUND"));
+    expect(e.message).toBe("Cannot connect to pi4.local port 2222: the name pi4.local does not resolve (ENOTFOUND).");
+    expect(e.hint).toContain("IP address");
+  });
+  test("refused: the host is there, nothing listens: is sshd running", () => {
+    const e = connectError(r, err("ECONNREFUSED"));
+    expect(e.message).toContain("connection refused (ECONNREFUSED)");
+    expect(e.hint).toContain("Is sshd running");
+    expect(e.hint).toContain("ssh -G HOST");
+  });
+  test("no route; anything else keeps its code", () => {
+    expect(connectError(r, err("EHOSTUNREACH")).message).toContain("no route to the host (EHOSTUNREACH)");
+    expect(connectError(r, err("EPIPE")).message).toBe("Cannot connect to pi4.local port 2222: EPIPE.");
   });
 });
