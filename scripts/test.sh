@@ -28,12 +28,13 @@ if [[ $# -gt 0 ]]; then
   exit "$rc"
 fi
 
-# Every test file in exactly one group: group B takes these, group A everything else.
-group_b=(tests/e2e/flash.test.ts tests/e2e/faults.test.ts tests/e2e/check.test.ts tests/e2e/harness.test.ts tests/e2e/arm64.test.ts)
+# Every test file in exactly one group: group A takes these, group B everything else (the other e2e
+# files and the unit tests). binary.test.ts and local.test.ts both build dist/: one group, one at a time.
+group_a=(tests/e2e/customize.test.ts tests/e2e/local.test.ts tests/e2e/binary.test.ts)
 mapfile -t all < <(find tests -name '*.test.ts' | sort)
-group_a=()
+group_b=()
 for f in "${all[@]}"; do
-  [[ " ${group_b[*]} " == *" $f "* ]] || group_a+=("$f")
+  [[ " ${group_a[*]} " == *" $f "* ]] || group_b+=("$f")
 done
 # Images first, once, so the two groups do not both wait on the same build.
 if ! "$BUN" scripts/build-boards.ts; then
@@ -42,7 +43,7 @@ if ! "$BUN" scripts/build-boards.ts; then
   exit 1
 fi
 
-echo "== group B (${group_b[*]}) runs beside this one; its output follows at the end =="
+echo "== group A: ${group_a[*]}; group B (the other ${#group_b[@]} files) runs beside it, its output follows at the end =="
 ( "$BUN" test --timeout 1800000 "${group_b[@]}" > "$dir/b.log" 2>&1; echo $? > "$dir/b.rc" ) &
 b_pid=$!
 "$BUN" test --timeout 1800000 "${group_a[@]}" 2>&1 | tee "$dir/a.log"

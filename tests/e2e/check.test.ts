@@ -5,7 +5,7 @@
  * the table and from `--json`; and the promise that check changes nothing (same boot_id, /dev/shm
  * as before). The board's own tools (df, /proc/meminfo, the image's recorded sha256) are the oracles.
  */
-import { afterAll, afterEach, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { copyFileSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -14,13 +14,10 @@ import { type Board, MiB, startBoard } from "../harness/board.ts";
 import { ensureImage } from "../harness/build-image.ts";
 import { type CliResult, UserHome } from "./_flash-live.ts";
 
-const boards: Board[] = [];
 const homes: UserHome[] = [];
 const scratch = mkdtempSync(join(tmpdir(), "flash-live-check-"));
-afterEach(async () => {
-  for (const b of boards.splice(0)) await b.stop();
-});
-afterAll(() => {
+afterAll(async () => {
+  await shared?.stop();
   for (const h of homes.splice(0)) h.cleanup();
   rmSync(scratch, { recursive: true, force: true });
 });
@@ -35,9 +32,21 @@ const KEYS = {
   plan: ["mode", "reason", "codec", "transcode", "transport", "transportReason", "measured", "packed"],
 };
 
+/**
+ * One board for the cases of this file, each with a HOME of its own: `check` changes nothing, and
+ * every case proves that (expectUnchanged). A case that did not get that far marks the board used,
+ * and the next case starts a fresh one.
+ */
+let shared: Board | undefined;
+let used = false;
 async function boardWithHome(opts: { user?: string } = {}): Promise<{ board: Board; home: UserHome }> {
-  const board = await startBoard({ image: "L" });
-  boards.push(board);
+  if (!shared || used || shared.state !== "running") {
+    await shared?.stop();
+    shared = undefined;
+    shared = await startBoard({ image: "L" });
+  }
+  used = true;
+  const board = shared;
   const home = new UserHome();
   homes.push(home);
   await home.trustBoard(board);
@@ -53,6 +62,12 @@ async function boardState(board: Board): Promise<{ bootId: string; shm: string }
   const r = await board.ssh("cat /proc/sys/kernel/random/boot_id; ls -A /dev/shm", { user: "root" });
   const [bootId, ...shm] = r.stdout.trim().split("\n");
   return { bootId: bootId!, shm: shm.join("\n") };
+}
+
+/** The board as before the case; then the next case may use it. */
+async function expectUnchanged(board: Board, before: { bootId: string; shm: string }): Promise<void> {
+  expect(await boardState(board)).toEqual(before);
+  used = false;
 }
 
 function parseJson(r: CliResult): any {
@@ -166,7 +181,7 @@ describe("check", () => {
     expect(bdoc.image).toBeUndefined();
     expect(bdoc.plan).toBeUndefined();
 
-    expect(await boardState(board)).toEqual(before);
+    await expectUnchanged(board, before);
   });
 
   test("refuses an image larger than the disk: exit 1, both sizes in table and JSON", async () => {
@@ -193,7 +208,7 @@ describe("check", () => {
     expect(tooLarge[0]).toContain(`${600 * MiB} bytes`);
     expect(tooLarge[0]).toContain(`${512 * MiB} bytes`);
     expect(tooLarge[0]).toContain("/dev/vda");
-    expect(await boardState(board)).toEqual(before);
+    await expectUnchanged(board, before);
   });
 
   test("refuses when /dev/shm has no room for the ramfs copy: exit 1, numbers in table and JSON", async () => {
@@ -230,6 +245,8 @@ describe("check", () => {
     } finally {
       await board.ssh("rm -f /dev/shm/filler", { user: "root" });
     }
+    // The filler is gone: /dev/shm as before, the next case may use the board.
+    used = false;
   });
 
   test("refuses when sudo needs a password (user strict): exit 1, reason in table and JSON", async () => {
@@ -258,7 +275,7 @@ describe("check", () => {
     expect(gdoc.refusals).toEqual(doc.refusals);
     expect(gdoc.image.format).toBe("gzip");
     expect(gdoc.image.sha256).toBeUndefined();
-    expect(await boardState(board)).toEqual(before);
+    await expectUnchanged(board, before);
   });
 
   test("unreachable host (closed port): exit 1, clear message, reachable: false", async () => {
@@ -308,6 +325,6 @@ describe("check", () => {
     expect(services).toContain("db-*");
     expect(services).toContain(cfg);
     expect(services).toContain("FLASH_LIVE_SERVICES");
-    expect(await boardState(board)).toEqual(before);
+    await expectUnchanged(board, before);
   });
 });
