@@ -22,7 +22,7 @@ import { encoderFor, spawnFilter } from "../image/filter.ts";
 import { layoutText, type PackLayout, packFilter, packLayout } from "../image/pack.ts";
 import { type ImageScan, patchRanges, scanImage } from "../image/scan.ts";
 import { Spool, type SpoolFile } from "../image/spool.ts";
-import { formatBytes, type ImageInfo, openImage, rawStream } from "../image/source.ts";
+import { formatBytes, type ImageFormat, type ImageInfo, openImage, rawStream } from "../image/source.ts";
 import { AuthError, HostKeyError } from "../target/ssh.ts";
 import type { RemoteProcess, Target } from "../target/types.ts";
 import { collector } from "../util/gc.ts";
@@ -337,6 +337,18 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
             ctx.warnings.push(`the transport was not measured (${e instanceof Error ? e.message : String(e)}); ${planned.transportReason}`);
           }
         }
+        if (o.local && planned.mode === "ramfs" && planned.refusals.length === 0 && REENCODED_LOCALLY.has(image.format) && (image.format !== "xz" || Bun.which("xz"))) {
+          // The board's busybox decodes the copy in RAM twice before the reboot (its check, the write)
+          // and again for a repair, and its xz and bzip2 decoders are its slowest (a TCG board: xz 9
+          // MiB/s, lzop -d several times that; no zstd at all). So the file is decoded once, here, by a
+          // decoder that checks it, into an lzop -1 copy without the zero blocks; decoder, encoder and
+          // hashing run as separate processes, on separate cores where the board has them. Not when
+          // that copy would not fit where the file would, nor for an .xz without the xz program (the
+          // JS decoder is slower than busybox's). On a one-CPU TCG board the flash took as long either
+          // way (L2.img.xz, 141 s vs 136 s): there the copy's decode costs what the check's did.
+          const lzo = plan(scan, { transport: "lzo", reason: LOCAL_LZO });
+          if (lzo.mode === "ramfs" && lzo.refusals.length === 0) planned = lzo;
+        }
         const pack = layout && madeHere(planned, o.local) ? layout : undefined;
         if (spooled && asked === "lzo" && planned.refusals.length === 0) {
           // Asked for lzo: not measured, the ratio is known exactly now.
@@ -363,6 +375,10 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
     }
   }
 }
+
+/** Local ramfs flashes of these are copied to RAM as lzop -1 (see the plan phase). */
+const REENCODED_LOCALLY: ReadonlySet<ImageFormat> = new Set(["xz", "bzip2", "zstd"]);
+const LOCAL_LZO = "busybox decodes the copy twice before the reboot (its check, the write), and lzop -1 several times faster than xz or bzip2 (zstd not at all)";
 
 /** The plan's reason when the copy went during the image pass. */
 const SENT_DURING_PASS = "not measured: it went to the board while the image was checked (lzop -1 is the fastest decoder a board's busybox has)";
@@ -526,13 +542,29 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
         } else {
           const raw = !copy && here && (reencoded(plan) || pack) ? new Bun.CryptoHasher("md5") : undefined;
           rawMd5 = raw;
+          // A local re-encoded copy: its size is known only at its end, so the progress counts the
+          // image's bytes read instead.
+          const byRaw = o.local && raw !== undefined && plan.codec !== "raw";
+          let rawRead = 0;
           const src = copy
             ? collectEvery(createReadStream(copy.file.path, { highWaterMark: 4 << 20 }))
-            : boardSource(image, plan, { onRaw: raw && ((c) => raw.update(c)), pack, encoder: await encoderOf(plan) });
+            : boardSource(image, plan, {
+                onRaw:
+                  raw &&
+                  ((c) => {
+                    raw.update(c);
+                    rawRead += c.length;
+                    if (byRaw) progress.update(rawRead);
+                  }),
+                pack,
+                // Local: the busybox staged in the work dir on tmpfs (this side's temp dir is the
+                // board's /tmp, which may be noexec or on the disk about to be overwritten).
+                encoder: o.local && plan.transport === "lzo" ? [`${work}/busybox`, "lzop", "-1", "-c"] : await encoderOf(plan),
+              });
           const hasher = new Bun.CryptoHasher(here ? "md5" : "sha256");
           const progress = createProgress(
             o.local ? "copying to RAM" : "sending",
-            copy ? copy.file.bytes : plan.codec === "raw" ? (pack?.dataBytes ?? scan.rawSize) : plan.transport === "as-is" ? image.fileSize : undefined,
+            byRaw ? scan.rawSize : copy ? copy.file.bytes : plan.codec === "raw" ? (pack?.dataBytes ?? scan.rawSize) : plan.transport === "as-is" ? image.fileSize : undefined,
           );
           let sent = 0;
           const counted = src.pipe(
@@ -541,7 +573,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
               transform(chunk, _enc, cb) {
                 sent += chunk.length;
                 hasher.update(chunk);
-                progress.update(sent);
+                if (!byRaw) progress.update(sent);
                 cb(null, chunk);
               },
             }),
@@ -1077,12 +1109,16 @@ function describePlan(o: FlashOptions, facts: TargetFacts, plan: Plan, image: Im
     `disk       ${plan.diskPath}  ${formatBytes(plan.disk.sizeBytes)}${plan.disk.model ? `  ${plan.disk.model}` : ""}  (root on /dev/${plan.rootDevice?.name ?? "?"})`,
     `image      ${image.path}  ${image.format}, ${formatBytes(image.fileSize)} -> ${formatBytes(scan.rawSize)}`,
     `mode       ${plan.mode}${o.local ? " (local)" : ""}: ${plan.modeReason}`,
-    `sent as    ${plan.codec}${plan.transport === "gzip" ? " (gzip -1 made on this side)" : plan.transport === "xz" ? " (xz -1 made on this side)" : plan.transport === "lzo" ? (copy ? ` (lzop -1 made on this side during the image check: ${formatBytes(copy.file.bytes)}${copy.sending ? `, ${formatBytes(copy.sending.sent())} sent already` : " ready"})` : " (lzop -1 made on this side)") : plan.transport === "raw" && image.format !== "raw" ? " (decompressed on this side)" : ""}: ${plan.transportReason}`,
+    `sent as    ${plan.codec}${plan.transport === "gzip" ? " (gzip -1 made on this side)" : plan.transport === "xz" ? " (xz -1 made on this side)" : plan.transport === "lzo" ? (copy ? ` (lzop -1 made on this side during the image check: ${formatBytes(copy.file.bytes)}${copy.sending ? `, ${formatBytes(copy.sending.sent())} sent already` : " ready"})` : o.local ? " (lzop -1 made while copying to RAM)" : " (lzop -1 made on this side)") : plan.transport === "raw" && image.format !== "raw" ? " (decompressed on this side)" : ""}: ${plan.transportReason}`,
     `stops      ${plan.units.length ? plan.units.join(", ") : "no services"}`,
     `customize  ${custom ? custom.summary : "no (plain flash)"}`,
     ...(bmap ? [`bmap       ${bmap.path}: ${formatBytes(bmap.mappedBytes)} of ${formatBytes(bmap.imageSize)} mapped; only those ranges are written (--no-bmap: all)`] : []),
     ...(pack
-      ? [`packed     ${formatBytes(pack.dataBytes)} of the image's bytes travel${pack.zeroBytes ? `; ${formatBytes(pack.zeroBytes)} of zero blocks are written from the board's /dev/zero` : ""}${bmap ? "; unmapped ranges are not sent" : ""}`]
+      ? [
+          o.local
+            ? `packed     ${formatBytes(pack.dataBytes)} of the image's bytes go into the copy${pack.zeroBytes ? `; ${formatBytes(pack.zeroBytes)} of zero blocks are written from /dev/zero` : ""}${bmap ? "; unmapped ranges are not copied" : ""}`
+            : `packed     ${formatBytes(pack.dataBytes)} of the image's bytes travel${pack.zeroBytes ? `; ${formatBytes(pack.zeroBytes)} of zero blocks are written from the board's /dev/zero` : ""}${bmap ? "; unmapped ranges are not sent" : ""}`,
+        ]
       : []),
     `verify     ${o.verify ? `read back every ${bmap ? "written " : ""}byte before the reboot` : "no (--no-verify)"}`,
     `record     ${boot?.record ? `${RECORD_FILE} on the new boot partition (--no-record: none)` : o.record === false ? "no (--no-record)" : `none: ${boot?.noRecord ?? "no boot partition edit"}`}`,

@@ -263,7 +263,9 @@ describe("first-boot customization", () => {
     expect(status.recoverable_errors?.WARNING ?? []).toEqual([]);
     expect(status.recoverable_errors?.ERROR ?? []).toEqual([]);
 
+    const tChecks = performance.now();
     const { sudoers } = await checkConfiguredBoard(board, home, keys, hostname);
+    const checks = since(tChecks);
 
     // The seed as the board sees it: still the network-config that was sent.
     const net = await board.ssh("stat -c '%a %U' /boot/firmware/network-config; findmnt -no OPTIONS /boot/firmware; cat /boot/firmware/network-config", { user: "root" });
@@ -321,6 +323,7 @@ describe("first-boot customization", () => {
         ...f.timings,
         bootToSsh: up,
         bootToConfigured: configured,
+        checks,
         extents: f.patches.length,
         patchBytes: f.patchBytes,
         networkConfigMode: modeLine,
@@ -377,7 +380,9 @@ describe("first-boot customization", () => {
     expect(rest.join("\n")).not.toContain("firstrun.sh");
     expect(rest.at(-1)).not.toContain("systemd.run");
 
+    const tChecks = performance.now();
     await checkConfiguredBoard(board, home, keys, hostname);
+    const checks = since(tChecks);
     // The example plugin's file, on the boot partition of the flashed board.
     expect((await board.ssh(`cat /boot/firmware/${EXAMPLE_BOOT_FILE}`, { user: "root" })).stdout).toBe(EXAMPLE_BOOT_TEXT);
 
@@ -398,6 +403,7 @@ describe("first-boot customization", () => {
         firstrunBoot,
         secondBootToSsh: board.timings.bootToSshSeconds ?? NaN,
         bootToConfigured: configured,
+        checks,
         extents: f.patches.length,
         patchBytes: f.patchBytes,
         failedSteps: JSON.stringify(failedSteps),
