@@ -715,7 +715,7 @@ async function renderReport(interrupted?: string): Promise<string> {
   lines.push(
     "Targets (issue 5): flash-live ≤ 0.7x the best baseline, within 1.3x of the limit, bytes on the wire ≤ the compressed size, peak RSS ≤ 200 MB. " +
       "\"to reboot\": start to the reset (baselines: the SSH session drops at sysrq-b; flash-live: its \"rebooting into the new image\" line, ~1 s before sysrq-b). " +
-      "\"board back\": start to a login that reads a new boot_id (flash-live polls every 3 s, the harness every 1 s). Board boot time is in \"board back\" for every case alike. MB = 10^6 bytes.",
+      "\"board back\": start to a login that reads a new boot_id (flash-live and the harness poll every second). Board boot time is in \"board back\" for every case alike. MB = 10^6 bytes.",
   );
   return `${lines.join("\n")}\n`;
 }
