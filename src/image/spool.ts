@@ -89,9 +89,10 @@ export class Spool {
 
   /**
    * Start one, or say why not (no room on this side's disk). `maxSkipped`: the most zero runs left
-   * out (tests use a small one).
+   * out (tests use a small one). `margin`: free space left on `base` (a local flash spools into its
+   * work dir on the board's tmpfs, where maxBytes already keeps the ramfs margin: 0 there).
    */
-  static start(encoder: readonly string[], maxBytes: number, base = tmpdir(), maxSkipped = MAX_SKIPPED): Spool | string {
+  static start(encoder: readonly string[], maxBytes: number, base = tmpdir(), maxSkipped = MAX_SKIPPED, margin = DISK_MARGIN): Spool | string {
     let free: number;
     try {
       const s = statfsSync(base);
@@ -99,7 +100,7 @@ export class Spool {
     } catch (e) {
       return `cannot read the free space of ${base}: ${(e as Error).message}`;
     }
-    const room = Math.min(maxBytes, free - DISK_MARGIN);
+    const room = Math.min(maxBytes, free - margin);
     if (room <= 0) return `${base} has too little free space`;
     return new Spool(encoder, room, base, maxSkipped);
   }

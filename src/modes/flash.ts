@@ -105,6 +105,13 @@ export type PreflightOptions = Pick<FlashOptions, "target" | "local" | "mode" | 
    * as they are made; see CopySend. Only once the board alone cannot refuse the flash.
    */
   sendCopy?: (bytes: AsyncIterable<Buffer>) => CopySend;
+  /**
+   * Local flash: the helper's work dir on the board's tmpfs, made (with its busybox) by what onFacts
+   * returns. A ramfs copy the board would re-encode (LOCAL_LZO) is then made there during the image
+   * pass, by that busybox's lzop: the image is decoded once, not once to check it and again to copy
+   * it, and the copy is moved into place, never copied (RAM holds it once).
+   */
+  copyDir?: string;
 };
 
 /** The copy on its way to the board during the image pass (runFlash makes it). */
@@ -178,8 +185,16 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
     if (p) await dropProbe(p);
   };
   let early: Promise<ImageScan> | undefined;
-  // The ramfs copy made during the pass: remote ramfs (the default) when lzo may be the transport.
+  // The ramfs copy made during the pass: remote ramfs (the default) when lzo may be the transport;
+  // local ramfs into the work dir (copyDir) when the board would re-encode the file anyway.
   const spoolWanted = o.spool && !o.local && o.mode !== "stream" && (!asked || asked === "lzo");
+  const localSpoolWanted = (image: ImageInfo) =>
+    Boolean(o.spool && o.local && o.copyDir && o.mode !== "stream" && process.getuid?.() === 0 && reencodedLocally(image.format));
+  // The facts, once what onFacts started (the work dir and its busybox) is done too.
+  let factsStaged!: (f: TargetFacts) => void;
+  let factsFailed!: (e: unknown) => void;
+  const staged = new Promise<TargetFacts>((resolve, reject) => ((factsStaged = resolve), (factsFailed = reject)));
+  staged.catch(() => {});
   let spool: Spool | undefined;
   let handedOver = false;
   let boardBusy: Promise<unknown> | undefined;
@@ -212,6 +227,12 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
             const started = enc ? Spool.start(enc, Number.POSITIVE_INFINITY) : "this side has no lzop";
             if (typeof started === "string") trace(`no copy during the pass: ${started}`);
             else spool = started;
+          } else if (localSpoolWanted(image)) {
+            // The encoder is the busybox in the work dir: wait for it (local facts take a second or two).
+            const f = await staged;
+            const started = Spool.start([`${o.copyDir}/busybox`, "lzop", "-1", "-c"], f.shmAvail - SHM_MARGIN, o.copyDir, undefined, 0);
+            if (typeof started === "string") trace(`no copy during the pass: ${started}`);
+            else spool = started;
           }
           early = scanImage(image, { ...scanOpts(image), signal: stopEarly.signal });
           // Awaited in the plan phase; a preflight that ends before (a refusal, a lost board) stops it.
@@ -224,6 +245,7 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
           trace("facts");
           spool?.cap(f.shmAvail - SHM_MARGIN);
           boardBusy = o.onFacts?.(f)?.then(() => trace("work dir staged"), () => {});
+          Promise.resolve(boardBusy).then(() => factsStaged(f));
           // The measurement's directory and busybox too, after the work dir (one thing at a time
           // on the board); it is used once the image is read.
           // Not when the copy may go during the pass (it would hold the board up): made later if needed.
@@ -232,6 +254,9 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
             probing.then(() => trace("probe dir"), () => {});
           }
           return f;
+        }, (e) => {
+          factsFailed(e);
+          throw e;
         }),
         opened,
       ]);
@@ -337,15 +362,16 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
             ctx.warnings.push(`the transport was not measured (${e instanceof Error ? e.message : String(e)}); ${planned.transportReason}`);
           }
         }
-        if (o.local && planned.mode === "ramfs" && planned.refusals.length === 0 && REENCODED_LOCALLY.has(image.format) && (image.format !== "xz" || Bun.which("xz"))) {
+        if (o.local && planned.mode === "ramfs" && planned.refusals.length === 0 && reencodedLocally(image.format)) {
           // The board's busybox decodes the copy in RAM twice before the reboot (its check, the write)
           // and again for a repair, and its xz and bzip2 decoders are its slowest (a TCG board: xz 9
           // MiB/s, lzop -d several times that; no zstd at all). So the file is decoded once, here, by a
           // decoder that checks it, into an lzop -1 copy without the zero blocks; decoder, encoder and
           // hashing run as separate processes, on separate cores where the board has them. Not when
           // that copy would not fit where the file would, nor for an .xz without the xz program (the
-          // JS decoder is slower than busybox's). On a one-CPU TCG board the flash took as long either
-          // way (L2.img.xz, 141 s vs 136 s): there the copy's decode costs what the check's did.
+          // JS decoder is slower than busybox's). The copy is made during the image check (copyDir),
+          // so the file is decoded once in all: L2.img.xz on a one-CPU TCG board, 2m11s -> 1m37s
+          // (x86_64); the arm64 board's e2e case, 361 -> 215 s.
           const lzo = plan(scan, { transport: "lzo", reason: LOCAL_LZO });
           if (lzo.mode === "ramfs" && lzo.refusals.length === 0) planned = lzo;
         }
@@ -378,6 +404,9 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
 
 /** Local ramfs flashes of these are copied to RAM as lzop -1 (see the plan phase). */
 const REENCODED_LOCALLY: ReadonlySet<ImageFormat> = new Set(["xz", "bzip2", "zstd"]);
+function reencodedLocally(format: ImageFormat): boolean {
+  return REENCODED_LOCALLY.has(format) && (format !== "xz" || Bun.which("xz") !== null);
+}
 const LOCAL_LZO = "busybox decodes the copy twice before the reboot (its check, the write), and lzop -1 several times faster than xz or bzip2 (zstd not at all)";
 
 /** The plan's reason when the copy went during the image pass. */
@@ -444,7 +473,7 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
   let sendingNow: CopySend | undefined;
   const progress = createProgress("checking image", undefined, undefined, () => (sendingNow?.sent() ? `  (sending the copy: ${formatBytes(sendingNow.sent())})` : ""));
   const sendAndShow = sendCopy && ((bytes: AsyncIterable<Buffer>) => (sendingNow = sendCopy(bytes)));
-  const { facts, image, scan, plan, boot, bmap, pack, copy } = await preflight({ ...o, onFacts, spool: true, sendCopy: sendAndShow }, ctx, phase, (n) => progress.update(n)).catch(abandon);
+  const { facts, image, scan, plan, boot, bmap, pack, copy } = await preflight({ ...o, onFacts, spool: true, sendCopy: o.local ? undefined : sendAndShow, copyDir: o.local ? work : undefined }, ctx, phase, (n) => progress.update(n)).catch(abandon);
   // The copy made during the image pass lives until it is sent, or until the flash stops before.
   readyCopy = copy;
   const custom = boot?.customization;
@@ -539,6 +568,13 @@ export async function runFlash(o: FlashOptions): Promise<FlashResult> {
           );
           bytesSent += done.bytes;
           sentDigest = done.md5;
+        } else if (copy && o.local) {
+          // Made in the work dir during the image check (copyDir): moved into place on the same
+          // tmpfs. Its md5 as written is what the board's check below must find.
+          await t.exec([`${work}/busybox`, "mv", copy.file.path, dest], { root: true });
+          log.info(`copied to RAM during the image check: ${formatBytes(copy.file.bytes)} (lzop -1 of ${formatBytes(copy.file.rawBytes)})`);
+          sentDigest = copy.file.md5;
+          bytesSent += copy.file.bytes;
         } else {
           const raw = !copy && here && (reencoded(plan) || pack) ? new Bun.CryptoHasher("md5") : undefined;
           rawMd5 = raw;
@@ -1109,7 +1145,7 @@ function describePlan(o: FlashOptions, facts: TargetFacts, plan: Plan, image: Im
     `disk       ${plan.diskPath}  ${formatBytes(plan.disk.sizeBytes)}${plan.disk.model ? `  ${plan.disk.model}` : ""}  (root on /dev/${plan.rootDevice?.name ?? "?"})`,
     `image      ${image.path}  ${image.format}, ${formatBytes(image.fileSize)} -> ${formatBytes(scan.rawSize)}`,
     `mode       ${plan.mode}${o.local ? " (local)" : ""}: ${plan.modeReason}`,
-    `sent as    ${plan.codec}${plan.transport === "gzip" ? " (gzip -1 made on this side)" : plan.transport === "xz" ? " (xz -1 made on this side)" : plan.transport === "lzo" ? (copy ? ` (lzop -1 made on this side during the image check: ${formatBytes(copy.file.bytes)}${copy.sending ? `, ${formatBytes(copy.sending.sent())} sent already` : " ready"})` : o.local ? " (lzop -1 made while copying to RAM)" : " (lzop -1 made on this side)") : plan.transport === "raw" && image.format !== "raw" ? " (decompressed on this side)" : ""}: ${plan.transportReason}`,
+    `sent as    ${plan.codec}${plan.transport === "gzip" ? " (gzip -1 made on this side)" : plan.transport === "xz" ? " (xz -1 made on this side)" : plan.transport === "lzo" ? (copy && o.local ? ` (lzop -1 made in RAM during the image check: ${formatBytes(copy.file.bytes)})` : copy ? ` (lzop -1 made on this side during the image check: ${formatBytes(copy.file.bytes)}${copy.sending ? `, ${formatBytes(copy.sending.sent())} sent already` : " ready"})` : o.local ? " (lzop -1 made while copying to RAM)" : " (lzop -1 made on this side)") : plan.transport === "raw" && image.format !== "raw" ? " (decompressed on this side)" : ""}: ${plan.transportReason}`,
     `stops      ${plan.units.length ? plan.units.join(", ") : "no services"}`,
     `customize  ${custom ? custom.summary : "no (plain flash)"}`,
     ...(bmap ? [`bmap       ${bmap.path}: ${formatBytes(bmap.mappedBytes)} of ${formatBytes(bmap.imageSize)} mapped; only those ranges are written (--no-bmap: all)`] : []),
