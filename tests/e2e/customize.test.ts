@@ -159,12 +159,20 @@ async function flashWithConfig(
 /** What both mechanisms must have done, checked on the booted board. */
 async function checkConfiguredBoard(board: Board, home: UserHome, keys: UserKeys, hostname: string) {
   const root = (cmd: string, stdin?: string) => board.ssh(cmd, { user: "root", stdin, timeoutMs: 300_000 });
+  // Where the checks' time goes (printed with the case's timings).
+  const laps: string[] = [];
+  let tLap = performance.now();
+  const lap = (what: string) => {
+    laps.push(`${what}:${((performance.now() - tLap) / 1000).toFixed(1)}`);
+    tLap = performance.now();
+  };
 
   // Host name, and /etc/hosts agrees (sudo resolves it: no "unable to resolve host").
   const names = (await root('hostname; cat /etc/hostname; getent hosts "$(hostname)"')).stdout.split("\n");
   expect(names[0]).toBe(hostname);
   expect(names[1]).toBe(hostname);
   expect(names[2]).toMatch(new RegExp(`^127\\.\\S+\\s+(.*\\s)?${hostname}(\\s|$)`));
+  lap("names");
 
   // The image's UID 1000 account became the new user (no pi left), with its home.
   const account = await root(`getent passwd ${SECRETS.user}; getent passwd pi >/dev/null && echo pi-present || echo pi-absent; id -nG ${SECRETS.user}`);
@@ -175,6 +183,7 @@ async function checkConfiguredBoard(board: Board, home: UserHome, keys: UserKeys
   expect(groups!.split(" ")).toContain("sudo");
   const authorized = (await root(`cat /home/${SECRETS.user}/.ssh/authorized_keys; stat -c %a /home/${SECRETS.user}/.ssh/authorized_keys`)).stdout;
   for (const pub of keys.pubs) expect(authorized).toContain(pub);
+  lap("account");
 
   // The user logs in with EACH key (OpenSSH, that key only, host key from ssh-keyscan).
   const login = new UserLogin(home, board, SECRETS.user);
@@ -185,6 +194,7 @@ async function checkConfiguredBoard(board: Board, home: UserHome, keys: UserKeys
     expect(r.code).toBe(0);
     expect(r.stdout.trim()).toBe(SECRETS.user);
   }
+  lap("keys");
 
   // The password: sudo takes it (on stdin) and refuses a wrong one. `sudo -v` asks for it even
   // when a NOPASSWD rule exists, since the %sudo rule has none (sudoers verifypw=all).
@@ -192,21 +202,25 @@ async function checkConfiguredBoard(board: Board, home: UserHome, keys: UserKeys
   if (sudo.stdout.trim() !== "sudo-ok") console.error(`sudo as ${SECRETS.user}: exit ${sudo.code}\n${sudo.stderr}`);
   expect(sudo.stderr).not.toContain("unable to resolve host");
   expect(sudo.stdout.trim()).toBe("sudo-ok");
-  const wrong = await login.withKey(keys.keys[0]!, "sudo -S -k -p '' -v && echo sudo-ok", "not the password\nnot the password\nnot the password\n");
+  // One wrong line: sudo's next try reads the end of stdin and gives up (each failed try costs PAM's 2 s delay).
+  const wrong = await login.withKey(keys.keys[0]!, "sudo -S -k -p '' -v && echo sudo-ok", "not the password\n");
   expect(wrong.code).not.toBe(0);
   expect(wrong.stdout).not.toContain("sudo-ok");
   const sudoers = (await root(`sudo -l -U ${SECRETS.user}`)).stdout;
+  lap("sudo");
 
   // ...and SSH password logins (ssh-password-auth defaults to on when a password is set).
   const byPassword = await login.withPassword(SECRETS.password, "id -un");
   if (byPassword.code !== 0) console.error(byPassword.stderr);
   expect(byPassword.stdout.trim()).toBe(SECRETS.user);
   expect((await login.withPassword("not the password", "id -un")).code).not.toBe(0);
+  lap("passwords");
 
   // Time zone.
   const tz = (await root("readlink -f /etc/localtime; date +%Z")).stdout.trim().split("\n");
   expect(tz[0]).toBe(`/usr/share/zoneinfo/${SECRETS.timezone}`);
   expect(["EET", "EEST"]).toContain(tz[1]);
+  lap("tz");
 
   // No plaintext secret anywhere on the board's disk (patterns on stdin, never in argv).
   const grep = await board.ssh("grep -rlsF -D skip -f - /boot /etc /home /root /var /run /tmp; echo grep-done", {
@@ -215,8 +229,9 @@ async function checkConfiguredBoard(board: Board, home: UserHome, keys: UserKeys
     timeoutMs: 600_000,
   });
   expect(grep.stdout.trim()).toBe("grep-done");
+  lap("grep");
 
-  return { sudoers };
+  return { sudoers, laps: laps.join(" ") };
 }
 
 /** The PSK by wpa_supplicant's own tool, for the adversarial SSID and passphrase. */
@@ -264,7 +279,7 @@ describe("first-boot customization", () => {
     expect(status.recoverable_errors?.ERROR ?? []).toEqual([]);
 
     const tChecks = performance.now();
-    const { sudoers } = await checkConfiguredBoard(board, home, keys, hostname);
+    const { sudoers, laps } = await checkConfiguredBoard(board, home, keys, hostname);
     const checks = since(tChecks);
 
     // The seed as the board sees it: still the network-config that was sent.
@@ -324,6 +339,7 @@ describe("first-boot customization", () => {
         bootToSsh: up,
         bootToConfigured: configured,
         checks,
+        laps: JSON.stringify(laps),
         extents: f.patches.length,
         patchBytes: f.patchBytes,
         networkConfigMode: modeLine,
@@ -381,7 +397,7 @@ describe("first-boot customization", () => {
     expect(rest.at(-1)).not.toContain("systemd.run");
 
     const tChecks = performance.now();
-    await checkConfiguredBoard(board, home, keys, hostname);
+    const { laps } = await checkConfiguredBoard(board, home, keys, hostname);
     const checks = since(tChecks);
     // The example plugin's file, on the boot partition of the flashed board.
     expect((await board.ssh(`cat /boot/firmware/${EXAMPLE_BOOT_FILE}`, { user: "root" })).stdout).toBe(EXAMPLE_BOOT_TEXT);
@@ -404,6 +420,7 @@ describe("first-boot customization", () => {
         secondBootToSsh: board.timings.bootToSshSeconds ?? NaN,
         bootToConfigured: configured,
         checks,
+        laps: JSON.stringify(laps),
         extents: f.patches.length,
         patchBytes: f.patchBytes,
         failedSteps: JSON.stringify(failedSteps),
