@@ -47,7 +47,9 @@ const HAND_FLASH = [
   "mount -o remount,ro /boot/firmware",
   "$BB fsfreeze --freeze /",
   'for p in /sys/class/block/"$DEV"/"$DEV"*; do $BB blockdev --setro "/dev/${p##*/}"; done',
-  '$BB xzcat | $BB dd of="$DISK" bs=1M conv=fsync',
+  // gzip, not xz as in the notes: the codec proves nothing here, and busybox decodes gzip
+  // 1.5 times faster on a TCG board (this case alone: write and reboot 69.4 s with xz, 45.8 s).
+  '$BB zcat | $BB dd of="$DISK" bs=1M conv=fsync',
   '$BB blockdev --flushbufs "$DISK"',
   "echo b > /proc/sysrq-trigger",
 ].join("\n");
@@ -106,7 +108,7 @@ describe("board images", () => {
 
 describe("boards", () => {
   test("L board from snapshot, flashed BY HAND with L2 (FIELD-NOTES §2): disk == L2.img byte for byte, boots L2's cmdline, new boot_id", async () => {
-    const l2 = await ensureImage("L2", "xz");
+    const l2 = await ensureImage("L2", "gz");
     board = await startBoard({ image: "L", disk: "virtio", holdAtReboot: true });
     report(`L restore: ${JSON.stringify(board.timings)}`);
     expect((await board.ssh("cat /etc/image-id")).stdout.trim()).toBe("L");
@@ -125,7 +127,7 @@ describe("boards", () => {
     const t0 = performance.now();
     const flash = await board.ssh(
       `mkdir -p /dev/shm/flash && cp /usr/bin/busybox /dev/shm/flash/busybox && exec /dev/shm/flash/busybox sh -c ${shellQuote(HAND_FLASH)} flash /dev/vda`,
-      { user: "root", stdin: { file: l2.xz }, check: false, timeoutMs: 600_000 },
+      { user: "root", stdin: { file: l2.gz! }, check: false, timeoutMs: 600_000 },
     );
     await board.waitHeld(120_000);
     const flashSeconds = (performance.now() - t0) / 1000;
