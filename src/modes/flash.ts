@@ -230,7 +230,13 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
           } else if (localSpoolWanted(image)) {
             // The encoder is the busybox in the work dir: wait for it (local facts take a second or two).
             const f = await staged;
-            const started = Spool.start([`${o.copyDir}/busybox`, "lzop", "-1", "-c"], f.shmAvail - SHM_MARGIN, o.copyDir, undefined, 0);
+            // Only where the plan can pick it: the lzo copy replaces a copy of the file as it is, so
+            // the file must fit too (else: stream, or a refusal). /dev/shm is the board's RAM: not
+            // filled in vain.
+            const started =
+              image.fileSize + SHM_MARGIN > f.shmAvail
+                ? `${image.path} does not fit in /dev/shm`
+                : Spool.start([`${o.copyDir}/busybox`, "lzop", "-1", "-c"], f.shmAvail - SHM_MARGIN, o.copyDir, undefined, 0);
             if (typeof started === "string") trace(`no copy during the pass: ${started}`);
             else spool = started;
           }
