@@ -16,7 +16,7 @@ import { IMAGE_NAMES, type ImageName, isImageName } from "../tests/harness/recip
  * The compressed forms the suite and the demo flash, made here with their images so that the two test
  * processes do not wait on them; any other form is made when first asked for (compress.ts).
  */
-const USED: Partial<Record<ImageName, Packed[]>> = { B: ["gz"], "B-cloud": ["xz"], L2: ["xz", "gz"], "L-gpt": ["xz", "zst"] };
+const USED: Partial<Record<ImageName, Packed[]>> = { B: ["gz"], "B-cloud": ["xz"], L2: ["xz", "gz"], "L-gpt": ["gz", "zst"] };
 const USED_ARM64: Partial<Record<ImageName, Packed[]>> = { L2: ["xz"] };
 
 const names = process.argv.slice(2);
