@@ -90,11 +90,6 @@ async function build(recipe: ImageRecipe, key: string, treePath: string, tmp: st
   writeFileSync(join(root, "etc/hostname"), `${hostname}\n`);
   writeFileSync(join(root, "etc/hosts"), `127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`);
   writeFileSync(join(root, "etc/machine-id"), `${ids.machineId}\n`);
-  // A board's network is QEMU user-mode with restrict=on (board.ts): its DNS (10.0.2.3) never
-  // answers, so every lookup not in /etc/hosts waited out the resolver (getent hosts of the board's
-  // own name: 10 s, for the IPv6 query; an unknown name: 20 s). A board on a LAN gets an answer at
-  // once; a resolver on the board's loopback, where nothing listens, fails as fast (ECONNREFUSED).
-  writeFileSync(join(root, "etc/resolv.conf"), "# QEMU user-mode net with restrict=on has no DNS: fail lookups at once\nnameserver 127.0.0.1\n");
   for (const [type, bits] of [["ed25519", []], ["ecdsa", []], ["rsa", ["-b", "3072"]]] as const) {
     await run(["ssh-keygen", "-q", "-t", type, ...bits, "-N", "", "-C", `root@${hostname}`, "-f", join(root, `etc/ssh/ssh_host_${type}_key`)]);
   }

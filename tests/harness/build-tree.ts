@@ -37,6 +37,14 @@ const QUIET_UNITS = [
   "modprobe@fuse.service", "modprobe@configfs.service", "systemd-pstore.service", "systemd-network-generator.service",
 ];
 
+/**
+ * A board's network is QEMU user-mode with restrict=on (board.ts): its DNS (10.0.2.3) never
+ * answers, so every lookup not in /etc/hosts waited out the resolver (getent hosts of the board's
+ * own name: 10 s, for the IPv6 query; an unknown name: 20 s). A board on a LAN gets an answer at
+ * once; a resolver on the board's loopback, where nothing listens, fails as fast (ECONNREFUSED).
+ */
+const BOARD_RESOLV_CONF = "# QEMU user-mode net with restrict=on has no DNS: fail lookups at once\nnameserver 127.0.0.1\n";
+
 const HERE = import.meta.dir;
 export const ROOTFS_DIR = join(HERE, "rootfs");
 
@@ -108,8 +116,8 @@ async function configureBase(dir: string, publicKey: string): Promise<void> {
   await run(["cp", "-a", "--no-preserve=ownership", `${ROOTFS_DIR}/common/.`, `${dir}/`]);
   await run(["chmod", "0440", `${dir}/etc/sudoers.d/010_pi-nopasswd`]);
   await removeDocs(dir);
-  // debootstrap copied this machine's resolv.conf in; a board uses QEMU user-mode net's DNS.
-  writeFileSync(join(dir, "etc/resolv.conf"), "nameserver 10.0.2.3\n");
+  // debootstrap copied this machine's resolv.conf in; a board gets BOARD_RESOLV_CONF.
+  writeFileSync(join(dir, "etc/resolv.conf"), BOARD_RESOLV_CONF);
 
   await chroot(dir, ["useradd", "-m", "-s", "/bin/bash", "-u", "1000", "-G", "sudo,adm", "pi"]);
   await chroot(dir, ["useradd", "-m", "-s", "/bin/bash", "-u", "1001", "-G", "sudo", "strict"]);
@@ -153,7 +161,7 @@ async function aptInstall(dir: string, packages: readonly string[]): Promise<voi
   } finally {
     await run(["umount", join(dir, "proc")], { check: false });
     await run(["rm", "-f", join(dir, "usr/sbin/policy-rc.d")]);
-    writeFileSync(join(dir, "etc/resolv.conf"), "nameserver 10.0.2.3\n");
+    writeFileSync(join(dir, "etc/resolv.conf"), BOARD_RESOLV_CONF);
   }
   await aptClean(dir);
 }
