@@ -53,6 +53,11 @@ export interface Plan {
 /** Room kept free in /dev/shm beyond the staged image: the helper, busybox, logs, and the board's own use. */
 export const SHM_MARGIN = 64 << 20;
 
+/** Whether `bytes` staged in /dev/shm leave SHM_MARGIN of the `shmAvail` free there. */
+export function fitsShm(bytes: number, shmAvail: number): boolean {
+  return shmAvail >= bytes + SHM_MARGIN;
+}
+
 const FREEZABLE = new Set(["ext4", "ext3", "ext2", "xfs", "btrfs", "f2fs", "jfs", "reiserfs", "nilfs2"]);
 const SUPPORTED_ARCH = new Set(["x86_64", "aarch64", "arm64", "armv7l", "armv8l", "riscv64"]);
 
@@ -108,7 +113,7 @@ export function planFlash(input: PlanInput): Plan {
       : transport === "gzip" || transport === "lzo" || transport === "xz"
         ? Math.min(carried, Math.ceil(input.encodedRatio !== undefined ? carried * input.encodedRatio * 1.1 : image.fileSize * { gzip: 1.3, lzo: 1.5, xz: 1.1 }[transport]))
         : image.fileSize;
-  const fitsShm = facts.shmAvail >= stagedBytes + SHM_MARGIN;
+  const fits = fitsShm(stagedBytes, facts.shmAvail);
   const shmNumbers = `${formatBytes(stagedBytes)} + ${formatBytes(SHM_MARGIN)} margin needed, ${formatBytes(facts.shmAvail)} free in /dev/shm`;
   const imageOnTargetDisk = input.local && facts.imageDev !== undefined && isOnDisk(facts, facts.imageDev);
   const shmRefusal = (msg: string) => hasImage && refusals.push(msg);
@@ -118,19 +123,19 @@ export function planFlash(input: PlanInput): Plan {
   if (input.mode === "ramfs") {
     mode = "ramfs";
     modeReason = "asked for (--ramfs)";
-    if (!fitsShm) shmRefusal(`ramfs mode: the image does not fit in the board's RAM (${shmNumbers}). Use --stream, or free memory on the board`);
+    if (!fits) shmRefusal(`ramfs mode: the image does not fit in the board's RAM (${shmNumbers}). Use --stream, or free memory on the board`);
   } else if (input.mode === "stream") {
     mode = "stream";
     modeReason = "asked for (--stream)";
   } else if (!input.local) {
     mode = "ramfs";
     modeReason = `remote default: the whole image is copied and checked on the board before anything is overwritten (${shmNumbers})`;
-    if (!fitsShm) {
+    if (!fits) {
       shmRefusal(
         `the image does not fit in the board's RAM for ramfs mode (${shmNumbers}). Use --stream (the image is written while it arrives; a broken connection leaves a partial image) or free memory on the board`,
       );
     }
-  } else if (fitsShm) {
+  } else if (fits) {
     mode = "ramfs";
     modeReason = `the image fits in /dev/shm (${shmNumbers})`;
   } else if (!imageOnTargetDisk) {

@@ -10,7 +10,7 @@ import type { FlashContext } from "../core/context.ts";
 import { dropDir, keepDir, startBusyboxDir } from "../core/dir-guard.ts";
 import { gatherFacts, type TargetFacts } from "../core/facts.ts";
 import type { FlashHookable } from "../core/hooks.ts";
-import { type Plan, planFlash, SHM_MARGIN } from "../core/plan.ts";
+import { fitsShm, type Plan, planFlash, SHM_MARGIN } from "../core/plan.ts";
 import { dropProbe, estimateTransports, type LinkProbe, measureRates, pickTransport, startProbe, type Rates, type TransportEstimate, type TransportName, type TransportSetting } from "../core/transport.ts";
 import { createProgress, fmtDuration } from "../core/progress.ts";
 import { faultScript, isHarness, patchDumpPath } from "../core/safety.ts";
@@ -234,7 +234,7 @@ export async function preflight(o: PreflightOptions, ctx: FlashContext, phase: P
             // the file must fit too (else: stream, or a refusal). /dev/shm is the board's RAM: not
             // filled in vain.
             const started =
-              image.fileSize + SHM_MARGIN > f.shmAvail
+              !fitsShm(image.fileSize, f.shmAvail)
                 ? `${image.path} does not fit in /dev/shm`
                 : Spool.start([`${o.copyDir}/busybox`, "lzop", "-1", "-c"], f.shmAvail - SHM_MARGIN, o.copyDir, undefined, 0);
             if (typeof started === "string") trace(`no copy during the pass: ${started}`);
