@@ -4,9 +4,9 @@
  * too large, no /dev/shm room for ramfs, sudo needs a password, unreachable host), each read from
  * the table and from `--json`; and the promise that check changes nothing (same boot_id, /dev/shm
  * as before). The board's own tools (df, /proc/meminfo, the image's recorded sha256) are the oracles.
- * The passing case, --explain and the unreachable host run the table themselves; a refusal on a
- * board runs check once, with --json, and reads the table the CLI prints for that very report
- * (formatCheck): each run costs the emulated board ~10 s of its one CPU.
+ * --explain (a passing check) and the unreachable host run the table themselves; the passing case
+ * with an image and each refusal on a board run check once, with --json, and read the table the CLI
+ * prints for that very report (formatCheck): each run costs the emulated board ~10 s of its one CPU.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { copyFileSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
@@ -117,10 +117,12 @@ describe("check", () => {
     const l2 = await ensureImage("L2", "xz");
     const before = await boardState(board);
 
-    const t = await home.run(["check", "board", l2.xz]);
-    if (t.code !== 0) console.error(t.stdout, t.stderr);
-    expect(t.code).toBe(0);
-    const table = t.stdout;
+    const j = await home.run(["check", "board", l2.xz, "--json"]);
+    if (j.code !== 0) console.error(j.stdout, j.stderr);
+    expect(j.code).toBe(0);
+    const doc = parseJson(j);
+    // The table the CLI prints for this very report (the --explain case runs a passing table itself).
+    const table = formatCheck(doc as CheckReport);
     // The target is named as resolved from ~/.ssh/config: user@alias:port.
     expect(table).toMatch(new RegExp(`^target\\s+pi@board:${board.sshPort}\\s+reachable \\(publickey.*, chacha20-poly1305@openssh.com\\)$`, "m"));
     expect(table).toMatch(/^user\s+pi, sudo: without password$/m);
@@ -138,9 +140,6 @@ describe("check", () => {
     expect(table).toContain("OK: a flash would go ahead.");
     expect(table).not.toContain("REFUSED");
 
-    const j = await home.run(["check", "board", l2.xz, "--json"]);
-    expect(j.code).toBe(0);
-    const doc = parseJson(j);
     // Stable keys: every documented top-level section is there for a reachable board and an image.
     expect(Object.keys(doc).sort()).toEqual([...KEYS.top].sort());
     expectOnlyKnownKeys(doc, KEYS.top, "$");
