@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from "node:path";
 import { log, run, since } from "./_run.ts";
 import { ASSEMBLE_DISK, assembleDisk, idsFor } from "./assemble-disk.ts";
-import type { BoardImage } from "./build-image.ts";
+import { BOARD_KERNEL_ARGS, type BoardImage } from "./build-image.ts";
 import { hashOf, ROOTFS_DIR } from "./build-tree.ts";
 import { ensureCached } from "./cache.ts";
 import { type Packed, type WithForms, withForms } from "./compress.ts";
@@ -33,7 +33,7 @@ export async function ensureArm64Image<F extends Packed = never>(name: ImageName
   const recipe = IMAGES[name];
   if (recipe.flavor !== "light") throw new Error(`arm64 boards exist for the light images only, not ${name}`);
   const tree = await ensureArm64Tree();
-  const key = hashOf(tree.key, readFileSync(import.meta.path, "utf8"), readFileSync(ASSEMBLE_DISK, "utf8"), JSON.stringify(recipe), { files: join(ROOTFS_DIR, "light") });
+  const key = hashOf(tree.key, readFileSync(import.meta.path, "utf8"), readFileSync(ASSEMBLE_DISK, "utf8"), JSON.stringify(recipe), BOARD_KERNEL_ARGS, { files: join(ROOTFS_DIR, "light") });
   const t0 = performance.now();
   const { dir, built } = await ensureCached("images", `${name}-arm64`, key, async (tmp, final) => {
     log(`building image ${name}-arm64`);
@@ -197,7 +197,7 @@ async function buildImage(name: ImageName, key: string, treePath: string, tmp: s
   await run(["mv", join(root, "boot", kernel), join(bootDir, "vmlinuz")]);
   await run(["mv", join(root, "boot/initrd.img"), join(bootDir, "initrd.img")]);
   // The initramfs finds the root by device name (busybox cannot resolve PARTUUID=).
-  const cmdline = "console=ttyAMA0 root=/dev/vda2 rootfstype=ext4 rootwait mitigations=off"; // as on x86 boards (build-image.ts)
+  const cmdline = `console=ttyAMA0 root=/dev/vda2 rootfstype=ext4 rootwait ${BOARD_KERNEL_ARGS}`;
   writeFileSync(join(bootDir, "cmdline.txt"), `${cmdline}\n`);
   writeFileSync(join(bootDir, "config.txt"), "[all]\nkernel=vmlinuz\ninitramfs initrd.img followkernel\n");
 
