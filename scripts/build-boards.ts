@@ -1,11 +1,13 @@
 #!/usr/bin/env bun
 /**
  * Build (or reuse from the cache) the QEMU board images the e2e tests and the demo use.
- *   bun scripts/build-boards.ts            all images, and the arm64 builds of L and L2
+ *   bun scripts/build-boards.ts            all images, and the arm64 builds of L and L2 (when this
+ *                                          run boots arm64 boards: tests/harness/arm64-boards.ts)
  *   bun scripts/build-boards.ts A L L2     some (x86 only)
  * with the compressed forms the suite uses (USED below).
  * Cache: $FLASH_LIVE_BOARD_CACHE or /var/cache/flash-live-boards. Needs root (debootstrap, chroot).
  */
+import { arm64BoardsEnabled, arm64BoardsSkipReason } from "../tests/harness/arm64-boards.ts";
 import { ensureArm64Image } from "../tests/harness/build-arm64.ts";
 import { ensureImage } from "../tests/harness/build-image.ts";
 import { ensureSuiteKey } from "../tests/harness/paths.ts";
@@ -39,7 +41,9 @@ if (unknown.length > 0) {
   const x86 = (names.length > 0 ? names.filter(isImageName) : IMAGE_NAMES).map((n) => [n, () => ensureImage(n, ...(USED[n] ?? []))] as const);
   // The arm64 builds share nothing with the x86 ones but the suite key: on a cold cache their package
   // downloads and unpacking run beside debootstrap's (which keeps one core busy at most).
-  const arm64 = names.length === 0 ? (["L", "L2"] as const).map((n) => [n, () => ensureArm64Image(n, ...(USED_ARM64[n] ?? []))] as const) : [];
+  const withArm64 = names.length === 0 && arm64BoardsEnabled();
+  if (names.length === 0 && !withArm64) console.log(`arm64 images not built: the arm64 board cases are skipped (${arm64BoardsSkipReason()})`);
+  const arm64 = withArm64 ? (["L", "L2"] as const).map((n) => [n, () => ensureArm64Image(n, ...(USED_ARM64[n] ?? []))] as const) : [];
   await ensureSuiteKey();
   await Promise.all([chain(x86), chain(arm64)]);
   console.log(`total ${((performance.now() - t0) / 1000).toFixed(1)} s`);
