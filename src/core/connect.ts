@@ -19,6 +19,9 @@ export interface ConnectOptions {
   afterFlash?: boolean;
   /** Log in as this user instead of the one from the destination / ssh config. */
   user?: string;
+  /** Limits of one attempt while polling a rebooting board (connectSsh's options of the same names). */
+  connectTimeoutMs?: number;
+  bannerTimeoutMs?: number;
 }
 
 /** The one place that turns "HOST or --local" into a Target. */
@@ -33,6 +36,8 @@ export async function connectTarget(o: ConnectOptions): Promise<Target> {
     knownHostsFile: o.config.knownHostsFile,
     acceptNewHostKey: o.config.acceptNewHostKey ?? false,
     interactive: o.interactive,
+    connectTimeoutMs: o.connectTimeoutMs,
+    bannerTimeoutMs: o.bannerTimeoutMs,
     prompt: o.interactive ? ask : undefined,
     // Known-hosts notes and why a connection ended (ssh2's error), shown with CONSOLA_LEVEL=4.
     log: (m) => consola.debug(m),

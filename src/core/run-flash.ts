@@ -72,7 +72,7 @@ export async function flash(req: FlashRequest): Promise<FlashResult> {
       transport: req.config.transport,
       version: pkg.version,
       prepareBoot: (ctx, image, record) => prepareBootFor(ctx, image, req.config, resolved, record),
-      reconnect: req.local ? undefined : (user) => connectTarget({ ...req, interactive, afterFlash: true, user }),
+      reconnect: req.local ? undefined : (user, limits) => connectTarget({ ...req, interactive, afterFlash: true, user, ...limits }),
       newUser: req.config.user,
       confirm: async (question, phrase) => {
         const r = await p.text({ message: question, validate: (v) => (v === phrase ? undefined : `type exactly: ${phrase}`) });

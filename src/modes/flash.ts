@@ -23,7 +23,7 @@ import { layoutText, type PackLayout, packFilter, packLayout } from "../image/pa
 import { type ImageScan, patchRanges, scanImage } from "../image/scan.ts";
 import { Spool, type SpoolFile } from "../image/spool.ts";
 import { formatBytes, type ImageFormat, type ImageInfo, openImage, rawStream } from "../image/source.ts";
-import { AuthError, HostKeyError } from "../target/ssh.ts";
+import { AuthError, HostKeyError, NoAnswerError } from "../target/ssh.ts";
 import type { RemoteProcess, Target } from "../target/types.ts";
 import { collector } from "../util/gc.ts";
 
@@ -56,8 +56,8 @@ export interface FlashOptions {
    * and the facts are known; undefined: the image alone is written.
    */
   prepareBoot?: (ctx: FlashContext, image: ImageInfo, record: { flashId: string } | undefined) => Promise<PreparedBoot | undefined>;
-  /** Log in to the board again after the reboot; `user` overrides the login user. */
-  reconnect?: (user?: string) => Promise<Target>;
+  /** Log in to the board again after the reboot; `user` overrides the login user; `limits`: of this one attempt. */
+  reconnect?: Reconnect;
   /** The user the customization creates (user=): after the reboot it may be the only way in. */
   newUser?: string;
   /** Confirmation prompt (tests inject one). */
@@ -1033,8 +1033,20 @@ function parseAt(out: string): Record<string, string> {
  * customization created a user (user=, which may take over the old login account), as that user.
  * A board that answers SSH but refuses every login for 2 minutes is reported, not waited out.
  */
+export type Reconnect = (user?: string, limits?: { connectTimeoutMs?: number; bannerTimeoutMs?: number }) => Promise<Target>;
+
+/**
+ * Limits of one poll while the board reboots: a connection made while it is down (a SYN into the
+ * void, or accepted by a NAT such as QEMU's user network that then retries its own SYNs with
+ * backoff) would otherwise wait until the first retry after sshd came up, seconds late (measured: a
+ * light QEMU board's sshd was up 12 s before the poll that had started during its boot got in).
+ * After QUICK_POLLS such attempts in a row the limits go (a slow link or server still gets in).
+ */
+const QUICK_POLL = { connectTimeoutMs: 5_000, bannerTimeoutMs: 3_000 };
+const QUICK_POLLS = 12;
+
 export async function waitForBoard(
-  reconnect: (user?: string) => Promise<Target>,
+  reconnect: Reconnect,
   oldBootId: string,
   log: { start: (msg: string) => void; success: (msg: string) => void },
   newUser?: string,
@@ -1054,13 +1066,15 @@ export async function waitForBoard(
   let lastErr = "";
   let refusedSince: number | undefined;
   const users: (string | undefined)[] = newUser ? [undefined, newUser] : [undefined];
+  let unanswered = 0;
   while (performance.now() - start < timeoutMs) {
     await Bun.sleep(pollMs);
     let refusals = 0;
     for (const user of users) {
       let t: Target | undefined;
       try {
-        t = await reconnect(user);
+        t = await reconnect(user, unanswered < QUICK_POLLS ? QUICK_POLL : undefined);
+        unanswered = 0;
         const r = await t.exec(["sh", "-c", 'cat /proc/sys/kernel/random/boot_id; hostname; . /etc/os-release 2>/dev/null; echo "$PRETTY_NAME"'], { check: false });
         const [bootId, hostname, os] = r.stdout.split("\n");
         if (bootId && bootId !== oldBootId) {
@@ -1079,6 +1093,7 @@ export async function waitForBoard(
         }
         if (e instanceof UserError && /host key/i.test(e.message)) throw e;
         lastErr = e instanceof Error ? e.message : String(e);
+        unanswered = e instanceof NoAnswerError ? unanswered + 1 : 0;
         if (!(e instanceof AuthError)) break; // not up yet: no point trying another user
         refusals++;
       } finally {

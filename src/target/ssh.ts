@@ -4,7 +4,7 @@
  * agent like ssh (ssh-auth.ts), strict host-key checking against known_hosts (known-hosts.ts).
  */
 import { spawn as spawnChild } from "node:child_process";
-import { connect as netConnect, type Socket } from "node:net";
+import { connect as netConnect, Socket } from "node:net";
 import { Duplex, type Readable } from "node:stream";
 import ssh2 from "./_ssh2.ts";
 import type { ClientChannel, ConnectConfig } from "ssh2";
@@ -57,6 +57,12 @@ export interface SshConnectOptions {
   connectTimeoutMs?: number;
   /** Handshake + authentication limit, not counting time spent in prompts (default 60 s). */
   handshakeTimeoutMs?: number;
+  /**
+   * A direct TCP connection on which the server has sent nothing (not even its version line) this
+   * long after it opened fails with NoAnswerError (default: no such limit). For polling a board
+   * that reboots; a server sends its version line as soon as it accepts.
+   */
+  bannerTimeoutMs?: number;
   /** Keepalive: interval (default ServerAliveInterval or 15 s) and missed answers before the link counts as dead (default ServerAliveCountMax or 4). */
   keepaliveIntervalMs?: number;
   keepaliveCountMax?: number;
@@ -87,6 +93,15 @@ export class HostKeyError extends UserError {
 /** The server answered, but refused every way we had to log in. */
 export class AuthError extends UserError {
   override name = "AuthError";
+}
+
+/**
+ * Nothing answered in time: the TCP connect timed out, or the connection opened but no byte came
+ * back within bannerTimeoutMs (QEMU's user network, Docker's port forwarding and other NATs accept
+ * for a board that is still booting, then hold the connection while their own SYNs to it back off).
+ */
+export class NoAnswerError extends UserError {
+  override name = "NoAnswerError";
 }
 
 export interface SshTarget extends Target {
@@ -177,7 +192,7 @@ function tcpConnect(r: ResolvedSshHost, timeoutMs: number): Promise<Socket> {
     const sock = netConnect({ host: r.hostname, port: r.port });
     const timer = setTimeout(() => {
       sock.destroy();
-      reject(new UserError(`Connection to ${r.hostname} port ${r.port} timed out after ${timeoutMs / 1000} s.`, "Is the board on and reachable? Check the address and port."));
+      reject(new NoAnswerError(`Connection to ${r.hostname} port ${r.port} timed out after ${timeoutMs / 1000} s.`, "Is the board on and reachable? Check the address and port."));
     }, timeoutMs);
     sock.once("connect", () => {
       clearTimeout(timer);
@@ -440,11 +455,17 @@ async function handshake(r: ResolvedSshHost, sock: Duplex, opts: SshConnectOptio
   };
 
   const limit = opts.handshakeTimeoutMs ?? 60_000;
+  // Only a socket of our own counts its bytes (a jump host's channel or a ProxyCommand does not).
+  const silentLimit = sock instanceof Socket ? opts.bannerTimeoutMs : undefined;
+  const opened = performance.now();
   await new Promise<void>((resolve, reject) => {
     let waited = 0;
     const clock = setInterval(() => {
       if (promptDepth === 0) waited += 250;
       if (waited >= limit) fail(new UserError(`SSH handshake with ${label} did not finish in ${limit / 1000} s.`, "Is this an SSH server? Check `ssh -v HOST`."));
+      else if (silentLimit !== undefined && (sock as Socket).bytesRead === 0 && performance.now() - opened >= silentLimit) {
+        fail(new NoAnswerError(`${label} accepted the connection but sent nothing in ${silentLimit / 1000} s.`, "Is the board still booting? Is this port an SSH server?"));
+      }
     }, 250);
     const fail = (e: Error) => {
       clearInterval(clock);

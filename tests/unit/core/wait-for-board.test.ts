@@ -5,7 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import { waitForBoard } from "../../../src/modes/flash.ts";
 import { UserError } from "../../../src/errors.ts";
-import { AuthError } from "../../../src/target/ssh.ts";
+import { AuthError, NoAnswerError } from "../../../src/target/ssh.ts";
 import { createFakeTarget } from "../../fakes/fake-target.ts";
 
 const PROBE = `sh -c 'cat /proc/sys/kernel/random/boot_id; hostname; . /etc/os-release 2>/dev/null; echo "$PRETTY_NAME"'`;
@@ -74,6 +74,28 @@ describe("waitForBoard", () => {
     expect(err.message).toContain("skipper@board");
     expect(err.hint).toContain("written and verified");
     expect(performance.now() - t0).toBeLessThan(2_000);
+  });
+
+  test("polls have short limits (a NAT holding a connection to a booting board); after 12 unanswered in a row, none", async () => {
+    const seen: (number | undefined)[] = [];
+    let n = 0;
+    const r = await waitForBoard(
+      async (_user, limits) => {
+        seen.push(limits?.bannerTimeoutMs);
+        n++;
+        if (n === 3) throw new UserError("connect ECONNREFUSED 127.0.0.1:22"); // an answer: the count starts again
+        if (n < 17) throw new NoAnswerError("127.0.0.1 accepted the connection but sent nothing in 5 s.");
+        return board("new-id");
+      },
+      "old-id",
+      log,
+      undefined,
+      fast,
+    );
+    expect(r.bootId).toBe("new-id");
+    const quick = 3_000;
+    // Attempts 1-2 unanswered, 3 refused, 4-15 unanswered (12 in a row), then 16 and 17 without limits.
+    expect(seen).toEqual([...Array(15).fill(quick), undefined, undefined]);
   });
 
   test("same boot_id (not rebooted yet) keeps waiting", async () => {

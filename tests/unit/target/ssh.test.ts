@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { RemoteCommandError, UserError } from "../../../src/errors.ts";
 import { addKnownHost } from "../../../src/target/known-hosts.ts";
-import { connectError, connectSsh, HostKeyError, type SshConnectOptions } from "../../../src/target/ssh.ts";
+import { connectError, connectSsh, HostKeyError, NoAnswerError, type SshConnectOptions } from "../../../src/target/ssh.ts";
 import { keygen, sessionPids, sshdAvailable, startSshd, type Sshd, type TestKey } from "../../fixtures/sshd/sshd.ts";
 
 test("sshd is available (install openssh-server: scripts/deps.sh)", () => {
@@ -143,6 +143,34 @@ describe("config and connecting", () => {
       expect(Date.now() - t0).toBeLessThan(3000);
     } finally {
       silent.close();
+    }
+  });
+
+  test("bannerTimeoutMs: a port that accepts and says nothing (a NAT before a booting board) fails fast with NoAnswerError; sshd is not cut off", async () => {
+    const { createServer } = await import("node:net");
+    const silent = createServer(() => {});
+    // Says its version line late (after 1.2 s), then nothing: past the banner, the handshake limit rules.
+    const late = createServer((s) => void setTimeout(() => s.write("SSH-2.0-late\r\n"), 1200));
+    for (const srv of [silent, late]) await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    const port = (srv: typeof silent) => (srv.address() as { port: number }).port;
+    try {
+      let t0 = Date.now();
+      const e = await connectSsh(opts({ destination: `root@127.0.0.1:${port(silent)}`, bannerTimeoutMs: 500, handshakeTimeoutMs: 10_000 })).catch((x) => x);
+      expect(e).toBeInstanceOf(NoAnswerError);
+      expect(e.message).toContain("sent nothing in 0.5 s");
+      expect(Date.now() - t0).toBeLessThan(2000);
+      t0 = Date.now();
+      const e2 = await connectSsh(opts({ destination: `root@127.0.0.1:${port(late)}`, bannerTimeoutMs: 2000, handshakeTimeoutMs: 3000 })).catch((x) => x);
+      expect(e2).not.toBeInstanceOf(NoAnswerError);
+      expect(e2).toBeInstanceOf(UserError);
+      expect(e2.message).toContain("did not finish in 3 s");
+      // A real server answers well within the limit.
+      const t = await connectSsh(opts({ bannerTimeoutMs: 1000 }));
+      expect((await t.exec(["echo", "in"])).stdout).toBe("in\n");
+      await t.close();
+    } finally {
+      silent.close();
+      late.close();
     }
   });
 
