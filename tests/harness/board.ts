@@ -1,5 +1,5 @@
 import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { connect as netConnect, createServer } from "node:net";
 import { join } from "node:path";
 import { HarnessCommandError, log, run, type RunResult, since, sleep } from "./_run.ts";
 import { ensureArm64Image } from "./build-arm64.ts";
@@ -256,7 +256,7 @@ export class Board {
       this.assertUsable();
       if (this.state === "held") throw new Error(`board ${this.image.name} is held at a reboot: call resume() first`);
       if (this.state === "off") throw new Error(`board ${this.image.name} powered off`);
-      if (this.state === "running") {
+      if (this.state === "running" && (await this.sshdAnswers())) {
         const r = await this.ssh("true", { check: false, connectTimeoutS: 5, timeoutMs: 30_000 }).catch(() => undefined);
         if (r?.code === 0) {
           if (this.bootStartedAt) this.timings.bootToSshSeconds = since(this.bootStartedAt);
@@ -275,7 +275,7 @@ export class Board {
     for (;;) {
       this.assertUsable();
       if (this.state === "held") throw new Error(`board ${this.image.name} is held at a reboot: call resume() first`);
-      if (this.state === "running") {
+      if (this.state === "running" && (await this.sshdAnswers())) {
         const r = await this.ssh("cat /proc/sys/kernel/random/boot_id", { check: false, connectTimeoutS: 5, timeoutMs: 30_000 }).catch(() => undefined);
         const id = r?.code === 0 ? r.stdout.trim() : "";
         if (id && id !== oldBootId) {
@@ -373,6 +373,28 @@ export class Board {
   }
 
   // --- internal ---
+
+  /**
+   * During a cold boot (not after a restore, whose sshd is up already): does anything answer on the
+   * SSH port yet, a byte within `timeoutMs` on a fresh connection? QEMU's user network accepts the
+   * connection at once for a guest that is still booting, then holds it while its SYNs to the guest
+   * back off, so an ssh started then sat out its ConnectTimeout (5 s) after sshd was up.
+   */
+  private sshdAnswers(timeoutMs = 1500): Promise<boolean> {
+    if (this.boots.at(-1)?.kind !== "cold" || !this.bootStartedAt) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const sock = netConnect({ host: "127.0.0.1", port: this.sshPort });
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        sock.destroy();
+        resolve(ok);
+      };
+      const timer = setTimeout(() => done(false), timeoutMs);
+      sock.once("data", () => done(true));
+      sock.once("error", () => done(false));
+      sock.once("close", () => done(false));
+    });
+  }
 
   private assertUsable(): void {
     if (this.state === "failed") throw this.failure ?? new Error("board failed");
