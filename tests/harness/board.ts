@@ -256,7 +256,9 @@ export class Board {
       this.assertUsable();
       if (this.state === "held") throw new Error(`board ${this.image.name} is held at a reboot: call resume() first`);
       if (this.state === "off") throw new Error(`board ${this.image.name} powered off`);
-      if (this.state === "running" && (await this.sshdAnswers())) {
+      // Nothing on the port yet (a cold boot in progress): look again soon (a refused probe is cheap).
+      const answers = this.state === "running" && (await this.sshdAnswers());
+      if (answers) {
         const r = await this.ssh("true", { check: false, connectTimeoutS: 5, timeoutMs: 30_000 }).catch(() => undefined);
         if (r?.code === 0) {
           if (this.bootStartedAt) this.timings.bootToSshSeconds = since(this.bootStartedAt);
@@ -265,7 +267,7 @@ export class Board {
         }
       }
       if (Date.now() > deadline) throw new Error(`board ${this.image.name}: no SSH within ${timeoutMs / 1000} s\n${this.serialTail()}`);
-      await this.waitChange(1000);
+      await this.waitChange(this.state === "running" && !answers ? 250 : 1000);
     }
   }
 
@@ -275,7 +277,9 @@ export class Board {
     for (;;) {
       this.assertUsable();
       if (this.state === "held") throw new Error(`board ${this.image.name} is held at a reboot: call resume() first`);
-      if (this.state === "running" && (await this.sshdAnswers())) {
+      // Nothing on the port yet (a cold boot in progress): look again soon (a refused probe is cheap).
+      const answers = this.state === "running" && (await this.sshdAnswers());
+      if (answers) {
         const r = await this.ssh("cat /proc/sys/kernel/random/boot_id", { check: false, connectTimeoutS: 5, timeoutMs: 30_000 }).catch(() => undefined);
         const id = r?.code === 0 ? r.stdout.trim() : "";
         if (id && id !== oldBootId) {
@@ -285,7 +289,7 @@ export class Board {
         }
       }
       if (Date.now() > deadline) throw new Error(`board ${this.image.name}: no new boot_id within ${timeoutMs / 1000} s\n${this.serialTail()}`);
-      await this.waitChange(1000);
+      await this.waitChange(this.state === "running" && !answers ? 250 : 1000);
     }
   }
 
