@@ -149,8 +149,8 @@ describe("config and connecting", () => {
   test("bannerTimeoutMs: a port that accepts and says nothing (a NAT before a booting board) fails fast with NoAnswerError; sshd is not cut off", async () => {
     const { createServer } = await import("node:net");
     const silent = createServer(() => {});
-    // Says its version line late (after 1.2 s), then nothing: past the banner, the handshake limit rules.
-    const late = createServer((s) => void setTimeout(() => s.write("SSH-2.0-late\r\n"), 1200));
+    // Says its version line late (after 0.4 s), then nothing: past the banner, the handshake limit rules.
+    const late = createServer((s) => void setTimeout(() => s.write("SSH-2.0-late\r\n"), 400));
     for (const srv of [silent, late]) await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
     const port = (srv: typeof silent) => (srv.address() as { port: number }).port;
     try {
@@ -160,10 +160,10 @@ describe("config and connecting", () => {
       expect(e.message).toContain("sent nothing in 0.5 s");
       expect(Date.now() - t0).toBeLessThan(2000);
       t0 = Date.now();
-      const e2 = await connectSsh(opts({ destination: `root@127.0.0.1:${port(late)}`, bannerTimeoutMs: 2000, handshakeTimeoutMs: 3000 })).catch((x) => x);
+      const e2 = await connectSsh(opts({ destination: `root@127.0.0.1:${port(late)}`, bannerTimeoutMs: 1000, handshakeTimeoutMs: 1500 })).catch((x) => x);
       expect(e2).not.toBeInstanceOf(NoAnswerError);
       expect(e2).toBeInstanceOf(UserError);
-      expect(e2.message).toContain("did not finish in 3 s");
+      expect(e2.message).toContain("did not finish in 1.5 s");
       // A real server answers well within the limit.
       const t = await connectSsh(opts({ bannerTimeoutMs: 1000 }));
       expect((await t.exec(["echo", "in"])).stdout).toBe("in\n");
