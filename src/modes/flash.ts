@@ -1028,11 +1028,6 @@ function parseAt(out: string): Record<string, string> {
   return r;
 }
 
-/**
- * Until the board answers with a new boot_id. Logs in as before; when that login is refused and the
- * customization created a user (user=, which may take over the old login account), as that user.
- * A board that answers SSH but refuses every login for 2 minutes is reported, not waited out.
- */
 export type Reconnect = (user?: string, limits?: { connectTimeoutMs?: number; bannerTimeoutMs?: number }) => Promise<Target>;
 
 /**
@@ -1045,6 +1040,11 @@ export type Reconnect = (user?: string, limits?: { connectTimeoutMs?: number; ba
 const QUICK_POLL = { connectTimeoutMs: 5_000, bannerTimeoutMs: 3_000 };
 const QUICK_POLLS = 12;
 
+/**
+ * Until the board answers with a new boot_id. Logs in as before; when that login is refused and the
+ * customization created a user (user=, which may take over the old login account), as that user.
+ * A board that answers SSH but refuses every login for 2 minutes is reported, not waited out.
+ */
 export async function waitForBoard(
   reconnect: Reconnect,
   oldBootId: string,
