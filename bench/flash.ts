@@ -17,14 +17,13 @@
  */
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, appendFileSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
-import { connect } from "node:net";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { shellQuote } from "../src/util/shell.ts";
 import { UserHome } from "../tests/e2e/_flash-live.ts";
 import { type Board, type BoardImage, ensureImage, type ImageName, MiB, startBoard } from "../tests/harness/index.ts";
 import { IMAGES } from "../tests/harness/recipes.ts";
-import { guarded } from "../tests/harness/ssh.ts";
+import { guarded, sshBanner } from "../tests/harness/ssh.ts";
 
 process.env.FLASH_LIVE_HARNESS = "1";
 
@@ -396,28 +395,12 @@ function watchBoot(board: Board, t0: number): { result: Promise<{ bootStart?: nu
     if (stopped) return {};
     const bootStart = (board.boots.at(-1)!.at - (Date.now() - (performance.now() - t0))) / 1000;
     while (!stopped) {
-      if (await sshBanner(board.sshPort)) return { bootStart, sshUp: (performance.now() - t0) / 1000 };
+      if (await sshBanner(board.sshPort, 3000)) return { bootStart, sshUp: (performance.now() - t0) / 1000 };
       await Bun.sleep(500);
     }
     return { bootStart };
   })();
   return { result, stop: () => (stopped = true) };
-}
-
-/** True when something on the port answers with an SSH banner within 3 s. */
-function sshBanner(port: number): Promise<boolean> {
-  return new Promise((resolvePromise) => {
-    const sock = connect({ host: "127.0.0.1", port });
-    const finish = (ok: boolean) => {
-      clearTimeout(timer);
-      sock.destroy();
-      resolvePromise(ok);
-    };
-    const timer = setTimeout(() => finish(false), 3000);
-    sock.once("data", (d) => finish(d.toString("latin1").startsWith("SSH-")));
-    sock.once("error", () => finish(false));
-    sock.once("close", () => finish(false));
-  });
 }
 
 function bootPhases(toReboot: number, back: number, w: { bootStart?: number; sshUp?: number }): string {

@@ -1,5 +1,5 @@
 import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { connect as netConnect, createServer } from "node:net";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { HarnessCommandError, log, run, type RunResult, since, sleep } from "./_run.ts";
 import { ensureArm64Image } from "./build-arm64.ts";
@@ -11,7 +11,7 @@ import { type BootFiles, loadBootFiles } from "./firmware.ts";
 import { cachePath, ensureSuiteKey } from "./paths.ts";
 import { QmpClient } from "./qmp.ts";
 import { IMAGES, type ImageName } from "./recipes.ts";
-import { scpArgv, type SshEndpoint, sshArgv } from "./ssh.ts";
+import { scpArgv, type SshEndpoint, sshArgv, sshBanner } from "./ssh.ts";
 
 /**
  * Disposable QEMU boards (x86_64 under TCG) that boot like a Raspberry Pi.
@@ -378,26 +378,10 @@ export class Board {
 
   // --- internal ---
 
-  /**
-   * During a cold boot (not after a restore, whose sshd is up already): does anything answer on the
-   * SSH port yet, a byte within `timeoutMs` on a fresh connection? QEMU's user network accepts the
-   * connection at once for a guest that is still booting, then holds it while its SYNs to the guest
-   * back off, so an ssh started then sat out its ConnectTimeout (5 s) after sshd was up.
-   */
-  private sshdAnswers(timeoutMs = 1500): Promise<boolean> {
+  /** During a cold boot (not after a restore, whose sshd is up already): does sshd answer yet (sshBanner)? */
+  private sshdAnswers(): Promise<boolean> {
     if (this.boots.at(-1)?.kind !== "cold" || !this.bootStartedAt) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const sock = netConnect({ host: "127.0.0.1", port: this.sshPort });
-      const done = (ok: boolean) => {
-        clearTimeout(timer);
-        sock.destroy();
-        resolve(ok);
-      };
-      const timer = setTimeout(() => done(false), timeoutMs);
-      sock.once("data", () => done(true));
-      sock.once("error", () => done(false));
-      sock.once("close", () => done(false));
-    });
+    return sshBanner(this.sshPort, 1500);
   }
 
   private assertUsable(): void {

@@ -1,3 +1,4 @@
+import { connect as netConnect } from "node:net";
 import { BOARD_MARKER_PATH } from "./recipes.ts";
 
 /**
@@ -52,4 +53,25 @@ export const NOT_A_BOARD_EXIT = 97;
  */
 export function guarded(command: string): string {
   return `[ -e ${BOARD_MARKER_PATH} ] || { echo "refusing: no ${BOARD_MARKER_PATH}, this is not a flash-live test board" >&2; exit ${NOT_A_BOARD_EXIT}; }; ${command}`;
+}
+
+/**
+ * Whether an SSH server answers on 127.0.0.1:`port`: its version line ("SSH-...") within `timeoutMs`
+ * on a fresh connection, without logging in. QEMU's user network accepts a connection at once for a
+ * guest that is still booting and then holds it while its SYNs to the guest back off, so an ssh
+ * started then waits out its ConnectTimeout after sshd is up; this probe gives up quickly instead.
+ */
+export function sshBanner(port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = netConnect({ host: "127.0.0.1", port });
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    sock.once("data", (d: Buffer) => done(d.toString("latin1").startsWith("SSH-")));
+    sock.once("error", () => done(false));
+    sock.once("close", () => done(false));
+  });
 }
