@@ -35,11 +35,35 @@ if ((${#missing[@]})); then
   fi
 fi
 
-# npm packages: reinstall when package-lock.json changed since the last install.
+# npm packages: reinstall when package-lock.json changed since the last install. A finished install
+# is kept outside the repo, next to the board images, keyed by the lock file, Node's version and the
+# machine: a fresh clone (CI) copies it in 1-2 s instead of `npm ci` (~20 s, most of it compiling
+# ssh2's optional native cpu-features with node-gyp). FLASH_LIVE_NPM_CACHE=0 turns that off.
 stamp=node_modules/.flash-live-lock
 if [[ ! -x node_modules/.bin/bun ]] || ! cmp -s package-lock.json "$stamp" 2>/dev/null; then
-  echo "deps: installing npm packages" >&2
-  npm ci --no-audit --no-fund --loglevel=error
+  cache=""
+  if [[ ${FLASH_LIVE_NPM_CACHE:-1} != 0 ]]; then
+    key=$( { cat package-lock.json; node --version; uname -m; } | sha256sum | cut -c1-16)
+    cache=${FLASH_LIVE_BOARD_CACHE:-/var/cache/flash-live-boards}/npm/$key
+    mkdir -p "${cache%/*}" 2>/dev/null && [[ -w ${cache%/*} ]] || cache=""
+  fi
+  if [[ -n $cache && -x $cache/node_modules/.bin/bun && -f $cache/complete ]]; then
+    echo "deps: npm packages from $cache" >&2
+    rm -rf node_modules
+    cp -a "$cache/node_modules" node_modules
+  else
+    echo "deps: installing npm packages" >&2
+    npm ci --no-audit --no-fund --loglevel=error
+    if [[ -n $cache ]]; then # an interrupted copy is never used: it becomes $cache only once complete
+      find "${cache%/*}" -mindepth 1 -maxdepth 1 -exec rm -rf {} + # older lock files' installs
+      tmp=$(mktemp -d "$cache.tmp.XXXXXX")
+      if cp -a node_modules "$tmp/node_modules" && touch "$tmp/complete"; then
+        mv -T "$tmp" "$cache" 2>/dev/null || rm -rf "$tmp"
+      else
+        rm -rf "$tmp"
+      fi
+    fi
+  fi
   cp package-lock.json "$stamp"
 fi
 
