@@ -37,8 +37,8 @@ fi
 
 # npm packages: reinstall when package-lock.json changed since the last install. A finished install
 # is kept outside the repo, next to the board images, keyed by the lock file, Node's version and the
-# machine: a fresh clone (CI) copies it in 1-2 s instead of `npm ci` (~20 s, most of it compiling
-# ssh2's optional native cpu-features with node-gyp). FLASH_LIVE_NPM_CACHE=0 turns that off.
+# machine: a fresh clone (CI) copies it in about 3 s instead of `npm ci` (about 20 s here; it also
+# compiles ssh2's optional native cpu-features with node-gyp). FLASH_LIVE_NPM_CACHE=0 turns that off.
 stamp=node_modules/.flash-live-lock
 if [[ ! -x node_modules/.bin/bun ]] || ! cmp -s package-lock.json "$stamp" 2>/dev/null; then
   cache=""
