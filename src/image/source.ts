@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { createReadStream } from "node:fs";
 import { open, stat } from "node:fs/promises";
 import { PassThrough, Readable } from "node:stream";
@@ -100,8 +99,6 @@ export function rawStream(info: ImageInfo): Readable {
 
 function rawStreamInner(info: ImageInfo): Readable {
   const file = () => createReadStream(info.path, { highWaterMark: 1 << 20 });
-  const fail = (out: Readable, why: string) =>
-    out.destroy(new UserError(`${info.path} is damaged: ${why}`, "Download the image again (and check its published checksum)."));
   switch (info.format) {
     case "raw":
       return file();
@@ -111,28 +108,8 @@ function rawStreamInner(info: ImageInfo): Readable {
     case "xz": {
       const ext = EXTERNAL[info.format];
       if (ext && which(ext[0])) {
-        const child = spawn(ext[0], ext.slice(1), { stdio: ["pipe", "pipe", "pipe"] });
-        const src = file();
-        src.pipe(child.stdin!);
-        child.stdin!.on("error", () => {});
-        let stderr = "";
-        child.stderr!.on("data", (d) => (stderr += d));
-        // The stream ends only once the decoder exited 0. Its output ends before its exit status is
-        // known, and xz reports a damaged block (a CRC64 mismatch, bad LZMA data) by its status after
-        // the output it could make: ended there, a damaged image read as a shorter, intact one.
-        const out = new PassThrough({ highWaterMark: 1 << 20 });
-        child.stdout!.on("error", (e) => out.destroy(e));
-        child.stdout!.pipe(out, { end: false });
-        child.on("close", (code, signal) => {
-          if (code === 0) out.end();
-          else fail(out, stderr.trim() || `${ext[0]} ${code === null ? `was killed (${signal})` : `exited with ${code}`}`);
-        });
-        // When the consumer stops early (prefix reads), stop the decompressor too.
-        out.on("close", () => {
-          src.destroy();
-          child.kill();
-        });
-        return out;
+        // The same decoder as the scan's (decoderChunks), as a byte stream; destroying it stops the decoder.
+        return Readable.from(decoderChunks(info, ext, undefined, () => new Error("the image read was stopped")), { objectMode: false });
       }
       if (info.format === "gzip" || info.format === "zstd") {
         const z = info.format === "gzip" ? zlib.createGunzip({ chunkSize: 1 << 20 }) : (zlib as unknown as { createZstdDecompress(o: object): zlib.Gunzip }).createZstdDecompress({ chunkSize: 1 << 20 });
@@ -197,11 +174,12 @@ export async function* rawChunks(info: ImageInfo, signal?: AbortSignal): AsyncGe
 
 /**
  * The output of an external decoder (xz, zstd, bzip2) reading the file itself: Bun.spawn hands the
- * file to its stdin and its stdout to this side as a native stream. The same through Node's
- * child_process and two PassThroughs cost this thread more CPU (768 MiB of xz output: 3.75-3.85 s
- * against 2.3-3.0 s, half of it in the kernel), on a core the decoder needs too. As rawStream: the
- * chunks end with an error unless the decoder exited 0 (xz reports a damaged block by its status,
- * after the output it could make).
+ * file to its stdin and its stdout to this side as a native stream (rawChunks directly, rawStream
+ * wrapped). Through Node's child_process and two PassThroughs the scan's thread spent more CPU on it
+ * (768 MiB of xz output: 3.75-3.85 s against 2.3-3.0 s, half of it in the kernel), on a core the
+ * decoder needs too. The chunks end with an error unless the decoder exited 0: its output ends before
+ * its exit status is known, and xz reports a damaged block (a CRC64 mismatch, bad LZMA data) by its
+ * status after the output it could make, so ended there a damaged image would read as a shorter one.
  */
 async function* decoderChunks(info: ImageInfo, cmd: string[], signal: AbortSignal | undefined, reason: () => Error): AsyncGenerator<Uint8Array> {
   signal?.throwIfAborted();
